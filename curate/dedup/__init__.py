@@ -1,0 +1,1 @@
+"""Deduplication stages: exact (normalized hash) now, MinHash LSH near-duplicates next."""

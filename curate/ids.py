@@ -1,0 +1,89 @@
+"""Stable content ids.
+
+``id`` is the first 16 hex digits (64 bits) of SHA-256 over the record's canonical content:
+kind, instruction, input and output (instruction records) or text (text records), plus the
+chat messages when there are any, each passed through :func:`curate.normalize.canonical`
+(NFC, CRLF to LF, surrounding ASCII whitespace stripped) and joined with unit separators.
+It depends on nothing but the content, so it is the same on every machine, run and order.
+
+Ids are unique within a run: when identical content appears again, the later copies get
+``-2``, ``-3``, ... suffixes in input order (exact dedup then rejects them with
+``duplicate_of`` pointing at the unsuffixed id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import polars as pl
+
+from curate.normalize import canonical, canonical_series
+from curate.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
+
+ID_HEX_DIGITS = 16
+_SEP = "\x1f"
+
+
+def _digest(payload: str) -> str:
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX_DIGITS]
+
+
+def _messages_part(messages: Iterable[dict[str, str]] | None) -> str:
+    if not messages:
+        return ""
+    return "".join(f"{_SEP}{m['role']}:{canonical(m['content'])}" for m in messages)
+
+
+def content_id(
+    kind: str,
+    instruction: str | None = None,
+    input: str | None = None,
+    output: str | None = None,
+    text: str | None = None,
+    messages: Iterable[dict[str, str]] | None = None,
+) -> str:
+    """The id of one record (see the module docstring)."""
+    if kind == KIND_TEXT:
+        body = f"{kind}{_SEP}{canonical(text)}"
+    else:
+        body = f"{kind}{_SEP}{canonical(instruction)}{_SEP}{canonical(input)}{_SEP}{canonical(output)}"
+    return _digest(body + _messages_part(messages))
+
+
+def content_ids(frame: pl.DataFrame) -> pl.Series:
+    """:func:`content_id` for every row of a record frame, canonicalizing column-wise."""
+    kinds = frame[KIND].to_list()
+    text = canonical_series(frame[TEXT]).to_list()
+    if all(k == KIND_TEXT for k in kinds):
+        body = [f"{KIND_TEXT}{_SEP}{t}" for t in text]
+    else:
+        ins, inp, out = (canonical_series(frame[c]).to_list() for c in (INSTRUCTION, INPUT, OUTPUT))
+        body = [
+            f"{k}{_SEP}{t}" if k == KIND_TEXT else f"{k}{_SEP}{a}{_SEP}{b}{_SEP}{c}"
+            for k, t, a, b, c in zip(kinds, text, ins, inp, out, strict=True)
+        ]
+    if MESSAGES in frame.columns and frame[MESSAGES].null_count() < frame.height:
+        for i, messages in enumerate(frame[MESSAGES].to_list()):
+            if messages:
+                body[i] += _messages_part(messages)
+    return pl.Series(ID, [_digest(b) for b in body], dtype=pl.String)
+
+
+class UniqueIds:
+    """Keeps ids unique across the batches of one ingest by suffixing repeats."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def __call__(self, ids: pl.Series) -> pl.Series:
+        out = ids.to_list()
+        seen = self._seen
+        for i, value in enumerate(out):
+            count = seen.get(value)
+            if count is None:
+                seen[value] = 1
+            else:
+                seen[value] = count + 1
+                out[i] = f"{value}-{count + 1}"
+        return pl.Series(ID, out, dtype=pl.String)

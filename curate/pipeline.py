@@ -1,0 +1,203 @@
+"""Run a command's stages into a run directory, keeping the books, then commit it.
+
+A :class:`RunWriter` is what the CLI and the flows use: it takes the input (sources to
+ingest, or an earlier run to continue), records each stage's rejects, annotations and
+counts, exports the kept records as shards and writes the manifest last. Rerunning the
+same command with the same inputs finds the committed run up to date and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import CurateError
+from curate.ingest import Ingest, IngestOptions
+from curate.progress import Progress
+from curate.run import FORMAT, RunDir, git_commit, versions
+from curate.schema import RECORD_SCHEMA, REJECT_SCHEMA, conform, empty_records
+from curate.shards import ShardWriter, StreamingParquet, write_parquet
+from curate.stage import StageResult
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Shard layout: at most ``max_shard_rows`` rows and about ``max_shard_bytes`` per shard."""
+
+    max_shard_rows: int = 100_000
+    max_shard_bytes: int = 256 * 1024 * 1024
+
+
+def _fingerprint(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class RunWriter:
+    """Collects one command's work into ``out`` and commits it atomically."""
+
+    def __init__(self, out: Path | str, command: str, plan: dict[str, Any],
+                 export: ExportOptions | None = None) -> None:
+        self.run = RunDir(out)
+        self.command = command
+        self.export_options = export or ExportOptions()
+        self.plan = {"command": command, **plan, "export": self.export_options.__dict__}
+        self.manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "command": command,
+            "fingerprint": None,
+            "inputs": [],
+            "stages": [],
+            "outputs": {"data": [], "rejects": [], "annotations": []},
+            "records": {},
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+
+    def up_to_date(self, input_fingerprints: list[str]) -> bool:
+        """True when ``out`` already holds this exact command over these inputs, intact."""
+        self.manifest["fingerprint"] = _fingerprint({"plan": self.plan, "inputs": input_fingerprints,
+                                                     "curate": self.manifest["versions"].get("curate")})
+        if not RunDir.is_run(self.run.root):
+            return False
+        try:
+            old = self.run.manifest()
+        except CurateError:
+            return False
+        return old.get("fingerprint") == self.manifest["fingerprint"] and not self.run.verify()
+
+    def open_input(self, specs: list[str], options: IngestOptions, progress: bool = True) -> pl.DataFrame:
+        """Records to work on: an earlier run's kept records, or ``specs`` ingested now."""
+        if len(specs) == 1 and RunDir.is_run(specs[0]):
+            return self._continue(RunDir(specs[0]))
+        ingest = Ingest(specs, options)
+        if self.up_to_date([s["sha256"] for s in _peek_inputs(ingest)]):
+            raise UpToDate(self.run)
+        self.run.prepare()
+        meter = Progress("ingest", enabled=progress)
+        frames = []
+        sink = StreamingParquet(self.run.rejects_path("ingest"), REJECT_SCHEMA)
+        for records, rejects in ingest.batches():
+            frames.append(records)
+            sink.write(rejects)
+            meter.advance(records.height + rejects.height)
+        meter.close()
+        sink.close()
+        self.manifest["inputs"] = ingest.inputs
+        self._add_stage(ingest.stage_record(), rejects_path=sink.path)
+        return pl.concat(frames, rechunk=True) if frames else empty_records()
+
+    def _continue(self, source: RunDir) -> pl.DataFrame:
+        previous = source.manifest()
+        if self.up_to_date([f["sha256"] for f in previous["outputs"]["data"]] + [previous.get("fingerprint") or ""]):
+            raise UpToDate(self.run)
+        records = source.records()
+        same = source.root.resolve() == self.run.root.resolve()
+        self.run.prepare()
+        if not same:
+            self.run.copy_history_from(source)
+        self.manifest["inputs"] = previous["inputs"]
+        self.manifest["parent"] = {"run": str(source.root), "fingerprint": previous.get("fingerprint")}
+        self.manifest["stages"] = previous["stages"]
+        for group in ("rejects", "annotations"):
+            self.manifest["outputs"][group] = list(previous["outputs"].get(group, []))
+        return records
+
+    def ingest_streaming(self, specs: list[str], options: IngestOptions, progress: bool = True) -> None:
+        """Ingest straight into shards, never holding the corpus in memory."""
+        ingest = Ingest(specs, options)
+        if self.up_to_date([s["sha256"] for s in _peek_inputs(ingest)]):
+            raise UpToDate(self.run)
+        self.run.prepare()
+        meter = Progress("ingest", enabled=progress)
+        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows,
+                             self.export_options.max_shard_bytes)
+        sink = StreamingParquet(self.run.rejects_path("ingest"), REJECT_SCHEMA)
+        for records, rejects in ingest.batches():
+            shards.write(records)
+            sink.write(rejects)
+            meter.advance(records.height + rejects.height)
+        meter.close()
+        sink.close()
+        self.manifest["inputs"] = ingest.inputs
+        self._add_stage(ingest.stage_record(), rejects_path=sink.path)
+        self.manifest["outputs"]["data"] = shards.publish(RECORD_SCHEMA)
+        self._commit()
+
+    def _stage_name(self, name: str) -> str:
+        taken = {s["name"] for s in self.manifest["stages"]}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name}-{n}" in taken:
+            n += 1
+        return f"{name}-{n}"
+
+    def _add_stage(self, record: dict[str, Any], rejects_path: Path | None = None,
+                   annotations_path: Path | None = None) -> None:
+        outputs = self.manifest["outputs"]
+        if rejects_path is not None:
+            entry = self.run.output_record(rejects_path, rows=record["rejected"])
+            outputs["rejects"] = [e for e in outputs["rejects"] if e["path"] != entry["path"]] + [entry]
+            record["rejects"] = entry["path"]
+        if annotations_path is not None:
+            entry = self.run.output_record(annotations_path, rows=record["in"])
+            outputs["annotations"] = [e for e in outputs["annotations"] if e["path"] != entry["path"]] + [entry]
+            record["annotations"] = entry["path"]
+        self.manifest["stages"].append(record)
+
+    def add(self, result: StageResult) -> pl.DataFrame:
+        """Record a stage: write its rejects and annotations; return what it kept."""
+        result.check()
+        name = self._stage_name(result.name)
+        result.name = name
+        rejects_path = self.run.rejects_path(name)
+        write_parquet(conform(result.rejects, REJECT_SCHEMA), rejects_path)
+        annotations_path = None
+        if result.annotations is not None:
+            annotations_path = self.run.annotations_path(name)
+            write_parquet(result.annotations, annotations_path)
+        self._add_stage(result.record(), rejects_path, annotations_path)
+        return result.kept
+
+    def finish(self, kept: pl.DataFrame | Iterable[pl.DataFrame]) -> dict[str, Any]:
+        """Export the kept records as shards and commit the manifest."""
+        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows,
+                             self.export_options.max_shard_bytes)
+        for frame in [kept] if isinstance(kept, pl.DataFrame) else kept:
+            shards.write(conform(frame, RECORD_SCHEMA))
+        self.manifest["outputs"]["data"] = shards.publish(RECORD_SCHEMA)
+        return self._commit()
+
+    def _commit(self) -> dict[str, Any]:
+        stages = self.manifest["stages"]
+        first, last = stages[0], stages[-1]
+        self.manifest["records"] = {
+            "in": first["in"],
+            "kept": last["kept"],
+            "rejected": sum(s["rejected"] for s in stages),
+        }
+        self.manifest["status"] = "complete"
+        keep = {e["path"] for group in ("rejects", "annotations") for e in self.manifest["outputs"][group]}
+        self.run.remove_stale(keep)
+        self.run.commit(self.manifest)
+        return self.manifest
+
+
+class UpToDate(Exception):
+    """The output run already holds this command's result."""
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__(str(run.root))
+        self.run = run
+
+
+def _peek_inputs(ingest: Ingest) -> list[dict[str, Any]]:
+    from curate.atomic import sha256_file
+
+    return [{"sha256": sha256_file(p)} for s in ingest.sources for p in s.files]

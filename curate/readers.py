@@ -1,0 +1,365 @@
+"""Readers: turn files into a stream of parsed rows, each with its location.
+
+Every reader yields :class:`Row` items in file order. A row that could not be parsed carries
+a reason code and detail instead of a value, so ingest can reject it with ``file:line``
+rather than stop (or stop with that location under ``--strict``).
+
+Supported: JSON arrays (Alpaca style), JSONL, Parquet, CSV/TSV and plain text (one document
+per file, or one file split on a delimiter line), each optionally gzip or zstd compressed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from curate.errors import InputError
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+_MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
+KINDS_BY_SUFFIX = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+}
+WHOLE_FILE_LIMIT = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Row:
+    """One parsed item: ``value`` is a dict, or ``reason``/``detail`` say why it is not."""
+
+    path: str
+    line: int | _ArrayLine
+    index: int
+    value: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
+    raw: str | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(slots=True)
+class Block:
+    """Many clean rows at once (every value a dict), read without per-row objects."""
+
+    path: str
+    values: list[dict[str, Any]]
+    lines: _LazyLines
+
+    def rows(self, start: int, stop: int) -> list[Row]:
+        return [Row(self.path, self.lines.at(i), i, self.values[i]) for i in range(start, min(stop, len(self.values)))]
+
+
+def split_suffixes(path: Path) -> tuple[str | None, str]:
+    """Return (compression, file kind) from a name like ``x.jsonl.zst``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    compression = COMPRESSIONS.get(suffixes[-1]) if suffixes else None
+    if compression:
+        suffixes = suffixes[:-1]
+    kind = KINDS_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+    if kind is None:
+        raise InputError(str(path), f"unknown file type {''.join(path.suffixes) or '(no extension)'!r}")
+    return compression, kind
+
+
+def open_binary(path: Path, compression: str | None) -> IO[bytes]:
+    """Open, checking the bytes really are what the extension claims."""
+    with open(path, "rb") as probe:
+        head = probe.read(4)
+    if compression and head[: len(_MAGIC[compression])] != _MAGIC[compression]:
+        raise InputError(f"{path}:1", f"not a {compression} file although its name ends in {path.suffix}")
+    if compression is None and head[:2] in (_MAGIC["gzip"], _MAGIC["zstd"][:2]):
+        raise InputError(f"{path}:1", "looks compressed but its name has no .gz/.zst extension")
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+    return open(path, "rb")
+
+
+def _decode(raw: bytes, path: str, line: int) -> tuple[str | None, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"invalid UTF-8 at byte {exc.start} of the line"
+
+
+def read_jsonl(path: Path, compression: str | None) -> Iterator[Row]:
+    name = str(path)
+    with open_binary(path, compression) as stream:
+        index = 0
+        for line_no, raw in enumerate(stream, start=1):
+            if not raw.strip():
+                continue
+            if line_no == 1 and b"\x00" in raw[:4096]:
+                raise InputError(f"{name}:1", "binary data, not JSON lines")
+            text, error = _decode(raw, name, line_no)
+            if error:
+                yield Row(name, line_no, index, reason="invalid_utf8", detail=error,
+                          raw=raw.decode("utf-8", "replace").rstrip("\n"))
+            else:
+                try:
+                    value = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    yield Row(name, line_no, index, reason="malformed_json", detail=str(exc), raw=text.rstrip("\n"))
+                else:
+                    if isinstance(value, dict):
+                        yield Row(name, line_no, index, value)
+                    else:
+                        yield Row(name, line_no, index, reason="not_an_object",
+                                  detail=f"line holds a JSON {type(value).__name__}, expected an object",
+                                  raw=text.rstrip("\n"))
+            index += 1
+
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    find = text.find
+    pos = find("\n")
+    while pos != -1:
+        starts.append(pos + 1)
+        pos = find("\n", pos + 1)
+    return starts
+
+
+def _line_of(starts: list[int], offset: int) -> int:
+    import bisect
+
+    return bisect.bisect_right(starts, offset)
+
+
+def _array_elements(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    """Walk a JSON array element by element, yielding (line, value); errors name their line."""
+    starts = _line_starts(text)
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        raise InputError(f"{name}:{_line_of(starts, pos)}", "expected a JSON array of records")
+    pos = _skip_ws(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{_line_of(starts, exc.pos)}", f"malformed JSON: {exc.msg}") from None
+        yield _line_of(starts, pos), value
+        pos = _skip_ws(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+        elif pos < len(text) and text[pos] == "]":
+            return
+        else:
+            raise InputError(f"{name}:{_line_of(starts, min(pos, len(text)))}", "malformed JSON: expected ',' or ']'")
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
+    """A JSON array of records (or a single object)."""
+    name = str(path)
+    with open_binary(path, compression) as stream:
+        data = stream.read(WHOLE_FILE_LIMIT + 1)
+        if len(data) > WHOLE_FILE_LIMIT:
+            raise InputError(name, "JSON array larger than 256 MiB: convert it to JSON lines to stream it")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{name}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
+    first = text.lstrip()[:1]
+    if first == "{":
+        yield from read_jsonl(path, compression)
+        return
+    if first != "[":
+        raise InputError(f"{name}:1", "not JSON: a .json file must hold an array of records or JSON lines")
+    try:
+        values = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        list(_array_elements(text, name))  # raises with the failing line
+        raise
+    table = _LazyLines(text, name)
+    if all(type(v) is dict for v in values):
+        yield Block(name, values, table)
+        return
+    for i, value in enumerate(values):
+        if type(value) is dict:
+            yield Row(name, table.at(i), i, value)
+        else:
+            yield Row(name, table.at(i), i, reason="not_an_object",
+                      detail=f"array element is a JSON {type(value).__name__}, expected an object",
+                      raw=orjson.dumps(value).decode())
+
+
+class _LazyLines:
+    """Line numbers of a JSON array's elements, worked out only if a location is asked for."""
+
+    def __init__(self, text: str, name: str) -> None:
+        self._text = text
+        self._name = name
+        self._lines: list[int] | None = None
+
+    def at(self, index: int) -> _ArrayLine:
+        return _ArrayLine(self, index)
+
+    def line(self, index: int) -> int:
+        if self._lines is None:
+            self._lines = [line for line, _ in _array_elements(self._text, self._name)]
+            self._text = ""
+        return self._lines[index]
+
+
+class _ArrayLine:
+    __slots__ = ("_index", "_table")
+
+    def __init__(self, table: _LazyLines, index: int) -> None:
+        self._table = table
+        self._index = index
+
+    def __int__(self) -> int:
+        return self._table.line(self._index)
+
+    def __str__(self) -> str:
+        return str(int(self))
+
+
+def read_parquet(path: Path, compression: str | None) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    if compression:
+        raise InputError(name, "Parquet files compress internally; do not wrap them in gzip or zstd")
+    with open(path, "rb") as probe:
+        if probe.read(4) != b"PAR1":
+            raise InputError(f"{name}:1", "not a Parquet file although its name ends in .parquet")
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+        for value in batch.to_pylist():
+            yield Row(name, index + 1, index, value)
+            index += 1
+
+
+def read_csv(path: Path, compression: str | None) -> Iterator[Row]:
+    name = str(path)
+    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    with open_binary(path, compression) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        reader = csv.DictReader(text, delimiter=delimiter)
+        index = 0
+        line = 1
+        try:
+            for value in reader:
+                if None in value:
+                    yield Row(name, line + 1, index, reason="malformed_csv",
+                              detail="more fields than the header", raw=json.dumps(value[None]))
+                else:
+                    yield Row(name, line + 1, index, dict(value))
+                line = reader.line_num
+                index += 1
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{name}:{reader.line_num + 1}", f"invalid UTF-8: {exc.reason}") from None
+        except csv.Error as exc:
+            raise InputError(f"{name}:{reader.line_num}", f"malformed CSV: {exc}") from None
+
+
+def read_text(path: Path, compression: str | None, delimiter: str | None, text_field: str) -> Iterator[Row]:
+    """One document per file, or documents separated by lines equal to ``delimiter``."""
+    name = str(path)
+    with open_binary(path, compression) as stream:
+        data = stream.read()
+    if b"\x00" in data[:4096]:
+        raise InputError(f"{name}:1", "binary data, not text")
+    if delimiter is None:
+        text, error = _decode(data, name, 1)
+        if error:
+            yield Row(name, 1, 0, reason="invalid_utf8", detail=error, raw=data.decode("utf-8", "replace"))
+        else:
+            yield Row(name, 1, 0, {text_field: text})
+        return
+    index = 0
+    start_line = 1
+    chunk: list[bytes] = []
+    marker = delimiter.encode("utf-8")
+    lines = data.split(b"\n")
+    for line_no, raw in enumerate(lines, start=1):
+        is_last = line_no == len(lines)
+        if raw.rstrip(b"\r") == marker or is_last:
+            if is_last and raw.rstrip(b"\r") != marker:
+                chunk.append(raw)
+            body = b"\n".join(chunk)
+            if body.strip():
+                text, error = _decode(body, name, start_line)
+                if error:
+                    yield Row(name, start_line, index, reason="invalid_utf8", detail=error,
+                              raw=body.decode("utf-8", "replace"))
+                else:
+                    yield Row(name, start_line, index, {text_field: text.strip("\r\n")})
+                index += 1
+            chunk = []
+            start_line = line_no + 1
+        else:
+            chunk.append(raw)
+
+
+def list_files(path: Path) -> list[Path]:
+    """A path's data files in a fixed order; a directory is walked recursively."""
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and not p.name.startswith((".", "_")) and _has_known_kind(p)
+        )
+        if not files:
+            raise InputError(str(path), "directory holds no readable data files")
+        return files
+    if not path.exists():
+        raise InputError(str(path), "no such file or directory")
+    return [path]
+
+
+def _has_known_kind(path: Path) -> bool:
+    try:
+        split_suffixes(path)
+    except InputError:
+        return False
+    return True
+
+
+def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text") -> Iterator[Row | Block]:
+    compression, kind = split_suffixes(path)
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}:1", "file is empty")
+    if kind == "jsonl":
+        return read_jsonl(path, compression)
+    if kind == "json":
+        return read_json(path, compression)
+    if kind == "parquet":
+        return read_parquet(path, compression)
+    if kind == "csv":
+        return read_csv(path, compression)
+    return read_text(path, compression, delimiter, text_field)
