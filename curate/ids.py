@@ -53,21 +53,24 @@ def content_id(
 
 def content_ids(frame: pl.DataFrame) -> pl.Series:
     """:func:`content_id` for every row of a record frame, canonicalizing column-wise."""
-    kinds = frame[KIND].to_list()
-    text = canonical_series(frame[TEXT]).to_list()
-    if all(k == KIND_TEXT for k in kinds):
-        body = [f"{KIND_TEXT}{_SEP}{t}" for t in text]
-    else:
-        ins, inp, out = (canonical_series(frame[c]).to_list() for c in (INSTRUCTION, INPUT, OUTPUT))
-        body = [
-            f"{k}{_SEP}{t}" if k == KIND_TEXT else f"{k}{_SEP}{a}{_SEP}{b}{_SEP}{c}"
-            for k, t, a, b, c in zip(kinds, text, ins, inp, out, strict=True)
-        ]
+    is_text = frame[KIND] == KIND_TEXT
+    sep = pl.lit(_SEP)
+    canon = pl.DataFrame({KIND: frame[KIND]})
+    parts: list[pl.Expr] = []
+    if is_text.any():
+        canon = canon.with_columns(canonical_series(frame[TEXT]).alias(TEXT))
+        parts.append(pl.when(pl.col(KIND) == KIND_TEXT).then(pl.concat_str([pl.col(KIND), sep, pl.col(TEXT)])))
+    if not is_text.all():
+        canon = canon.with_columns(canonical_series(frame[c]).alias(c) for c in (INSTRUCTION, INPUT, OUTPUT))
+        parts.append(pl.concat_str([pl.col(KIND), sep, pl.col(INSTRUCTION), sep, pl.col(INPUT), sep, pl.col(OUTPUT)]))
+    body = canon.select(pl.coalesce(parts) if len(parts) > 1 else parts[0]).to_series().to_list()
     if MESSAGES in frame.columns and frame[MESSAGES].null_count() < frame.height:
         for i, messages in enumerate(frame[MESSAGES].to_list()):
             if messages:
                 body[i] += _messages_part(messages)
-    return pl.Series(ID, [_digest(b) for b in body], dtype=pl.String)
+    sha256 = hashlib.sha256
+    return pl.Series(ID, [sha256(b.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX_DIGITS] for b in body],
+                     dtype=pl.String)
 
 
 class UniqueIds:

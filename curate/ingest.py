@@ -26,6 +26,7 @@ from curate.schema import (
     KIND,
     KIND_TEXT,
     LICENSE,
+    MESSAGES,
     OUTPUT,
     RECORD_SCHEMA,
     REJECT_SCHEMA,
@@ -225,8 +226,12 @@ class Ingest:
             [pl.col(INSTRUCTION), pl.when(pl.col(INPUT) != "").then(pl.col(INPUT)), pl.col(OUTPUT)],
             separator="\n\n", ignore_nulls=True,
         )
+        # Chats: every turn, so dedup and embeddings see the whole conversation.
+        turns = pl.col(MESSAGES).list.eval(pl.element().struct.field("content")).list.join("\n\n")
         frame = fields.with_columns(
-            pl.when(pl.col(KIND) == KIND_TEXT).then(pl.col(TEXT)).otherwise(derived).alias(TEXT),
+            pl.when(pl.col(KIND) == KIND_TEXT).then(pl.col(TEXT))
+            .when(pl.col(MESSAGES).is_not_null()).then(turns)
+            .otherwise(derived).alias(TEXT),
             pl.lit(source.name, dtype=pl.String).alias(SOURCE),
             pl.Series(SOURCE_ID, source_ids, dtype=pl.String),
             pl.lit(source.license, dtype=pl.String).alias(LICENSE),
@@ -237,6 +242,9 @@ class Ingest:
     def _source_ids(self, values: list[dict[str, Any] | None], indices: Iterable[int], prefix: str) -> list[str]:
         """The source's own id where the row has one (``--id-field``, else ``id``), else the row number."""
         key = self.options.id_field or "id"
+        if not isinstance(values, list) or not any(key in v for v in values if v is not None):
+            if isinstance(indices, range) and not any(v is not None and key in v for v in values):
+                return [f"{prefix}{i}" for i in indices]
         out = []
         for value, index in zip(values, indices, strict=True):
             found = value.get(key) if value is not None else None

@@ -48,6 +48,20 @@ def _non_ascii(series: pl.Series) -> pl.Series:
     return series.str.len_bytes() != series.str.len_chars()
 
 
+def _collapse_whitespace(series: pl.Series) -> pl.Series:
+    """``re.sub(r"\\s+", " ", text)`` for a column: literal rewrites for ASCII whitespace (fast),
+    the Unicode-aware regex only for rows that have non-ASCII characters."""
+    rows = series.str.contains(_WHITESPACE_RUN).arg_true()
+    if rows.len() == 0:
+        return series
+    part = series.gather(rows)
+    for char in "\t\n\r\x0b\x0c":
+        part = part.str.replace_all(char, " ", literal=True)
+    part = part.str.replace_all(" {2,}", " ")
+    part = _rewrite(part, _non_ascii(part), pl.col("").str.replace_all(r"\s+", " "))
+    return series.scatter(rows, part)
+
+
 def canonical_series(series: pl.Series) -> pl.Series:
     """:func:`canonical` for a whole column."""
     series = series.fill_null("")
@@ -92,8 +106,7 @@ class TextNormalization:
         if self.casefold:
             series = series.str.to_lowercase()
         if self.collapse_whitespace:
-            series = _rewrite(series, series.str.contains(_WHITESPACE_RUN), pl.col("").str.replace_all(r"\s+", " "))
-            series = series.str.strip_chars()
+            series = _collapse_whitespace(series).str.strip_chars()
         return series
 
     def as_dict(self) -> dict[str, object]:

@@ -62,7 +62,8 @@ class RunWriter:
     def up_to_date(self, input_fingerprints: list[str]) -> bool:
         """True when ``out`` already holds this exact command over these inputs, intact."""
         self.manifest["fingerprint"] = _fingerprint({"plan": self.plan, "inputs": input_fingerprints,
-                                                     "curate": self.manifest["versions"].get("curate")})
+                                                     "curate": self.manifest["versions"].get("curate"),
+                                                     "commit": self.manifest["git_commit"]})
         if not RunDir.is_run(self.run.root):
             return False
         try:

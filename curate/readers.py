@@ -94,7 +94,8 @@ def open_binary(path: Path, compression: str | None) -> IO[bytes]:
     if compression == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True)
+        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
+        return io.BufferedReader(raw)
     return open(path, "rb")
 
 
@@ -313,7 +314,9 @@ def read_text(path: Path, compression: str | None, delimiter: str | None, text_f
             if is_last and raw.rstrip(b"\r") != marker:
                 chunk.append(raw)
             body = b"\n".join(chunk)
-            if body.strip():
+            # An empty document between two delimiters is a record (rejected downstream as empty);
+            # only the nothing after a final delimiter is not.
+            if not (is_last and not body.strip() and index > 0):
                 text, error = _decode(body, name, start_line)
                 if error:
                     yield Row(name, start_line, index, reason="invalid_utf8", detail=error,

@@ -18,13 +18,10 @@ ROW_GROUP_ROWS = 10_000
 
 def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write one Parquet file atomically with fixed settings so equal frames give equal bytes."""
-    table = frame.to_arrow()
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     with atomic_path(path) as tmp:
-        pq.write_table(
-            table, tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-            row_group_size=ROW_GROUP_ROWS, write_statistics=True,
+        frame.write_parquet(
+            tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, row_group_size=ROW_GROUP_ROWS,
+            statistics=True, metadata=metadata,
         )
 
 

@@ -1,0 +1,36 @@
+# Two entry points: `make demo` (the main job) and `make test`. Both install once into .venv.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUNS   := runs
+export CURATE_DATA_DIR ?= $(abspath ../shared/data)
+export PREFECT_HOME ?= $(abspath .prefect)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m flows.curate_alpaca --out $(RUNS)/curate-alpaca
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP)
+	$(PY) benchmarks/ingest.py
+
+clean:
+	rm -rf $(RUNS) .pytest_cache .ruff_cache
