@@ -65,8 +65,18 @@ def baseline(out: Path) -> int:
         body = "\x1f".join(("instruction", canon(ins), canon(inp), canon(outp)))
         rid = hashlib.sha256(body.encode()).hexdigest()[:16]
         text = "\n\n".join(p for p in (ins, inp, outp) if p)
-        record = {"id": rid, "source": "alpaca", "source_id": str(i), "kind": "instruction", "instruction": ins,
-                  "input": inp, "output": outp, "text": text, "license": "cc-by-nc-4.0", "meta": None}
+        record = {
+            "id": rid,
+            "source": "alpaca",
+            "source_id": str(i),
+            "kind": "instruction",
+            "instruction": ins,
+            "input": inp,
+            "output": outp,
+            "text": text,
+            "license": "cc-by-nc-4.0",
+            "meta": None,
+        }
         k = (key(ins), key(inp), key(outp))
         if k in seen:
             rejects.append({**record, "stage": "exact_dedup", "reason": "exact_duplicate", "duplicate_of": seen[k]})
@@ -75,8 +85,11 @@ def baseline(out: Path) -> int:
             kept.append(record)
     out.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(kept), out / "train.parquet", compression="zstd")
-    pq.write_table(pa.Table.from_pylist(rejects) if rejects else pa.table({"id": pa.array([], pa.string())}),
-                   out / "rejects.parquet", compression="zstd")
+    pq.write_table(
+        pa.Table.from_pylist(rejects) if rejects else pa.table({"id": pa.array([], pa.string())}),
+        out / "rejects.parquet",
+        compression="zstd",
+    )
     return len(kept)
 
 
@@ -96,8 +109,9 @@ def child(which: str) -> None:
 
 
 def run_child(which: str) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", which], capture_output=True, text=True,
-                          check=True, env=os.environ)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", which], capture_output=True, text=True, check=True, env=os.environ
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

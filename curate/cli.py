@@ -34,8 +34,13 @@ def _ingest_options(args: argparse.Namespace):
     from curate.ingest import DEFAULT_MAX_CHARS, IngestOptions
 
     return IngestOptions(
-        format=args.format, text_field=args.text_field, id_field=args.id_field, delimiter=args.delimiter,
-        strict=args.strict, max_chars=args.max_chars or DEFAULT_MAX_CHARS, source=args.source_name,
+        format=args.format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        delimiter=args.delimiter,
+        strict=args.strict,
+        max_chars=args.max_chars or DEFAULT_MAX_CHARS,
+        source=args.source_name,
         license=args.license,
     )
 
@@ -79,8 +84,11 @@ def cmd_dedup(args: argparse.Namespace) -> None:
 
     if not args.exact:
         raise _usage("choose a dedup method: --exact (MinHash near-dedup arrives with --near)")
-    params = ExactDedupParams(TextNormalization(unicode=args.unicode, casefold=not args.keep_case,
-                                                collapse_whitespace=not args.keep_whitespace))
+    params = ExactDedupParams(
+        TextNormalization(
+            unicode=args.unicode, casefold=not args.keep_case, collapse_whitespace=not args.keep_whitespace
+        )
+    )
     options = _ingest_options(args)
     writer = _writer(args, "dedup", {"input": args.input, "ingest": options.params(), "exact": params.as_dict()})
     try:
@@ -116,8 +124,10 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         return
     print(funnel_table(manifest, markdown=args.markdown))
     records = manifest["records"]
-    print(f"\n{records['in']:,} in, {records['kept']:,} kept, {records['rejected']:,} rejected; "
-          f"{len(manifest['outputs']['data'])} shard(s) in {args.run}/data/")
+    print(
+        f"\n{records['in']:,} in, {records['kept']:,} kept, {records['rejected']:,} rejected; "
+        f"{len(manifest['outputs']['data'])} shard(s) in {args.run}/data/"
+    )
     problems = run.verify()
     if problems:
         print("integrity problems:\n  " + "\n  ".join(problems))

@@ -129,7 +129,11 @@ def sharegpt(row: Row, id_field: str | None = None) -> dict[str, Any]:
 
 def text_mapper(field: str) -> Callable[..., dict[str, Any]]:
     def text(row: Row, id_field: str | None = None) -> dict[str, Any]:
-        return {"kind": KIND_TEXT, "text": _field(row, field, required=True), "meta": _meta(row, (field, id_field or ""))}
+        return {
+            "kind": KIND_TEXT,
+            "text": _field(row, field, required=True),
+            "meta": _meta(row, (field, id_field or "")),
+        }
 
     return text
 

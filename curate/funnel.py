@@ -7,8 +7,13 @@ from typing import Any
 
 def funnel_rows(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"stage": s["name"], "in": s["in"], "kept": s["kept"], "rejected": s["rejected"],
-         "reasons": s["rejected_by_reason"]}
+        {
+            "stage": s["name"],
+            "in": s["in"],
+            "kept": s["kept"],
+            "rejected": s["rejected"],
+            "reasons": s["rejected_by_reason"],
+        }
         for s in manifest["stages"]
     ]
 
@@ -17,8 +22,13 @@ def funnel_table(manifest: dict[str, Any], markdown: bool = False) -> str:
     rows = funnel_rows(manifest)
     header = ["stage", "in", "kept", "rejected", "rejected by reason"]
     body = [
-        [r["stage"], f"{r['in']:,}", f"{r['kept']:,}", f"{r['rejected']:,}",
-         ", ".join(f"{k} {v:,}" for k, v in r["reasons"].items()) or "-"]
+        [
+            r["stage"],
+            f"{r['in']:,}",
+            f"{r['kept']:,}",
+            f"{r['rejected']:,}",
+            ", ".join(f"{k} {v:,}" for k, v in r["reasons"].items()) or "-",
+        ]
         for r in rows
     ]
     if markdown:
@@ -33,9 +43,12 @@ def funnel_table(manifest: dict[str, Any], markdown: bool = False) -> str:
 def summary(manifest: dict[str, Any], root: str) -> str:
     records = manifest["records"]
     shards = manifest["outputs"]["data"]
-    lines = [funnel_table(manifest), "",
-             f"{records['in']:,} records in, {records['kept']:,} kept, {records['rejected']:,} rejected",
-             f"run directory: {root}",
-             f"  data: {len(shards)} shard(s) in {root}/data/",
-             f"  rejects: {root}/rejects/   annotations: {root}/annotations/   manifest: {root}/manifest.json"]
+    lines = [
+        funnel_table(manifest),
+        "",
+        f"{records['in']:,} records in, {records['kept']:,} kept, {records['rejected']:,} rejected",
+        f"run directory: {root}",
+        f"  data: {len(shards)} shard(s) in {root}/data/",
+        f"  rejects: {root}/rejects/   annotations: {root}/annotations/   manifest: {root}/manifest.json",
+    ]
     return "\n".join(lines)

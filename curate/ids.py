@@ -69,8 +69,9 @@ def content_ids(frame: pl.DataFrame) -> pl.Series:
             if messages:
                 body[i] += _messages_part(messages)
     sha256 = hashlib.sha256
-    return pl.Series(ID, [sha256(b.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX_DIGITS] for b in body],
-                     dtype=pl.String)
+    return pl.Series(
+        ID, [sha256(b.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX_DIGITS] for b in body], dtype=pl.String
+    )
 
 
 class UniqueIds:

@@ -7,7 +7,7 @@ input file (path, sha256, rows read, kept, rejected) for the manifest.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,8 +95,7 @@ def resolve_source(spec: str, options: IngestOptions) -> Source:
     if path.exists():
         name = options.source or (path.name.split(".")[0] if path.is_file() else path.name)
         files = list_files(path)
-        return Source(spec, name, path, options.license or "unknown", options.format, options.delimiter,
-                      files=files)
+        return Source(spec, name, path, options.license or "unknown", options.format, options.delimiter, files=files)
     dataset = catalog.lookup(spec)
     if dataset is None:
         known = ", ".join(sorted(catalog.registry()))
@@ -104,9 +103,16 @@ def resolve_source(spec: str, options: IngestOptions) -> Source:
     if dataset.format == "labels":
         raise CurateError(f"dataset {spec!r} holds judge labels, not records; use it with `curate probe train`")
     resolved = catalog.resolve(dataset)
-    return Source(spec, dataset.name, resolved, options.license or dataset.license,
-                  options.format or dataset.format, options.delimiter or dataset.delimiter, dataset,
-                  files=[resolved])
+    return Source(
+        spec,
+        dataset.name,
+        resolved,
+        options.license or dataset.license,
+        options.format or dataset.format,
+        options.delimiter or dataset.delimiter,
+        dataset,
+        files=[resolved],
+    )
 
 
 class Ingest:
@@ -135,8 +141,15 @@ class Ingest:
     def _file_batches(self, source: Source, path: Path) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         opts = self.options
         text_field = opts.text_field or "text"
-        entry = {"source": source.name, "path": str(path), "sha256": sha256_file(path),
-                 "format": None, "count": 0, "kept": 0, "rejected": 0}
+        entry = {
+            "source": source.name,
+            "path": str(path),
+            "sha256": sha256_file(path),
+            "format": None,
+            "count": 0,
+            "kept": 0,
+            "rejected": 0,
+        }
         if source.dataset is not None:
             entry["dataset"] = source.dataset.name
         self.inputs.append(entry)
@@ -161,8 +174,9 @@ class Ingest:
         if batch or entry["count"] == 0:
             yield self._emit(source, prefix, fmt or "text", batch, entry)
 
-    def _block_batches(self, source: Source, prefix: str, fmt: str, block: Block,
-                       entry: dict[str, Any]) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    def _block_batches(
+        self, source: Source, prefix: str, fmt: str, block: Block, entry: dict[str, Any]
+    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         size = self.options.batch_size
         for start in range(0, len(block.values), size):
             values = block.values[start : start + size]
@@ -211,8 +225,9 @@ class Ingest:
         )
         return frame, bad, good
 
-    def _emit(self, source: Source, prefix: str, fmt: str, batch: list[Row],
-              entry: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def _emit(
+        self, source: Source, prefix: str, fmt: str, batch: list[Row], entry: dict[str, Any]
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         fields, bad, good = self._map(fmt, batch)
         ids = self._source_ids([row.value for row in good], [row.index for row in good], prefix)
         records = self._records(source, fields, ids)
@@ -224,14 +239,18 @@ class Ingest:
         # Derived text for instructions: the non-empty parts separated by a blank line.
         derived = pl.concat_str(
             [pl.col(INSTRUCTION), pl.when(pl.col(INPUT) != "").then(pl.col(INPUT)), pl.col(OUTPUT)],
-            separator="\n\n", ignore_nulls=True,
+            separator="\n\n",
+            ignore_nulls=True,
         )
         # Chats: every turn, so dedup and embeddings see the whole conversation.
         turns = pl.col(MESSAGES).list.eval(pl.element().struct.field("content")).list.join("\n\n")
         frame = fields.with_columns(
-            pl.when(pl.col(KIND) == KIND_TEXT).then(pl.col(TEXT))
-            .when(pl.col(MESSAGES).is_not_null()).then(turns)
-            .otherwise(derived).alias(TEXT),
+            pl.when(pl.col(KIND) == KIND_TEXT)
+            .then(pl.col(TEXT))
+            .when(pl.col(MESSAGES).is_not_null())
+            .then(turns)
+            .otherwise(derived)
+            .alias(TEXT),
             pl.lit(source.name, dtype=pl.String).alias(SOURCE),
             pl.Series(SOURCE_ID, source_ids, dtype=pl.String),
             pl.lit(source.license, dtype=pl.String).alias(LICENSE),
@@ -242,9 +261,8 @@ class Ingest:
     def _source_ids(self, values: list[dict[str, Any] | None], indices: Iterable[int], prefix: str) -> list[str]:
         """The source's own id where the row has one (``--id-field``, else ``id``), else the row number."""
         key = self.options.id_field or "id"
-        if not isinstance(values, list) or not any(key in v for v in values if v is not None):
-            if isinstance(indices, range) and not any(v is not None and key in v for v in values):
-                return [f"{prefix}{i}" for i in indices]
+        if not any(v is not None and key in v for v in values):
+            return [f"{prefix}{i}" for i in indices]
         out = []
         for value, index in zip(values, indices, strict=True):
             found = value.get(key) if value is not None else None
@@ -259,20 +277,26 @@ class Ingest:
         for row, reason, detail in bad:
             self.reasons[reason] += 1
             raw = row.raw if row.raw is not None else _json_text(row.value)
-            rows.append({
-                "id": content_id(KIND_TEXT, text=raw),
-                "source": source.name,
-                "source_id": self._source_ids([row.value], [row.index], prefix)[0],
-                "kind": KIND_TEXT,
-                "text": raw,
-                "license": source.license,
-                "stage": STAGE,
-                "reason": reason,
-                "detail": detail,
-                "location": row.location,
-            })
-        return conform(pl.DataFrame(rows, schema={k: REJECT_SCHEMA[k] for k in rows[0]}) if rows else
-                       pl.DataFrame(schema=REJECT_SCHEMA), REJECT_SCHEMA)
+            rows.append(
+                {
+                    "id": content_id(KIND_TEXT, text=raw),
+                    "source": source.name,
+                    "source_id": self._source_ids([row.value], [row.index], prefix)[0],
+                    "kind": KIND_TEXT,
+                    "text": raw,
+                    "license": source.license,
+                    "stage": STAGE,
+                    "reason": reason,
+                    "detail": detail,
+                    "location": row.location,
+                }
+            )
+        return conform(
+            pl.DataFrame(rows, schema={k: REJECT_SCHEMA[k] for k in rows[0]})
+            if rows
+            else pl.DataFrame(schema=REJECT_SCHEMA),
+            REJECT_SCHEMA,
+        )
 
     def stage_record(self) -> dict[str, Any]:
         return {
@@ -292,8 +316,10 @@ def _json_text(value: Any) -> str:
 
 
 _FIELDS = (KIND, INSTRUCTION, INPUT, OUTPUT, TEXT, "messages", "meta")
-_COLUMNAR = {"alpaca": {INSTRUCTION: INSTRUCTION, INPUT: INPUT, OUTPUT: OUTPUT},
-             "dolly": {INSTRUCTION: INSTRUCTION, "context": INPUT, "response": OUTPUT}}
+_COLUMNAR = {
+    "alpaca": {INSTRUCTION: INSTRUCTION, INPUT: INPUT, OUTPUT: OUTPUT},
+    "dolly": {INSTRUCTION: INSTRUCTION, "context": INPUT, "response": OUTPUT},
+}
 
 
 def check_size(fields: dict[str, Any], max_chars: int) -> None:

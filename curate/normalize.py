@@ -65,8 +65,9 @@ def _collapse_whitespace(series: pl.Series) -> pl.Series:
 def canonical_series(series: pl.Series) -> pl.Series:
     """:func:`canonical` for a whole column."""
     series = series.fill_null("")
-    series = _rewrite(series, series.str.contains("\r", literal=True),
-                      pl.col("").str.replace_all("\r\n", "\n", literal=True))
+    series = _rewrite(
+        series, series.str.contains("\r", literal=True), pl.col("").str.replace_all("\r\n", "\n", literal=True)
+    )
     series = _rewrite(series, _non_ascii(series), pl.col("").str.normalize("NFC"))
     return series.str.strip_chars(ASCII_WHITESPACE)
 

@@ -41,8 +41,9 @@ def _fingerprint(value: Any) -> str:
 class RunWriter:
     """Collects one command's work into ``out`` and commits it atomically."""
 
-    def __init__(self, out: Path | str, command: str, plan: dict[str, Any],
-                 export: ExportOptions | None = None) -> None:
+    def __init__(
+        self, out: Path | str, command: str, plan: dict[str, Any], export: ExportOptions | None = None
+    ) -> None:
         self.run = RunDir(out)
         self.command = command
         self.export_options = export or ExportOptions()
@@ -61,9 +62,14 @@ class RunWriter:
 
     def up_to_date(self, input_fingerprints: list[str]) -> bool:
         """True when ``out`` already holds this exact command over these inputs, intact."""
-        self.manifest["fingerprint"] = _fingerprint({"plan": self.plan, "inputs": input_fingerprints,
-                                                     "curate": self.manifest["versions"].get("curate"),
-                                                     "commit": self.manifest["git_commit"]})
+        self.manifest["fingerprint"] = _fingerprint(
+            {
+                "plan": self.plan,
+                "inputs": input_fingerprints,
+                "curate": self.manifest["versions"].get("curate"),
+                "commit": self.manifest["git_commit"],
+            }
+        )
         if not RunDir.is_run(self.run.root):
             return False
         try:
@@ -116,8 +122,7 @@ class RunWriter:
             raise UpToDate(self.run)
         self.run.prepare()
         meter = Progress("ingest", enabled=progress)
-        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows,
-                             self.export_options.max_shard_bytes)
+        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows, self.export_options.max_shard_bytes)
         sink = StreamingParquet(self.run.rejects_path("ingest"), REJECT_SCHEMA)
         for records, rejects in ingest.batches():
             shards.write(records)
@@ -139,8 +144,9 @@ class RunWriter:
             n += 1
         return f"{name}-{n}"
 
-    def _add_stage(self, record: dict[str, Any], rejects_path: Path | None = None,
-                   annotations_path: Path | None = None) -> None:
+    def _add_stage(
+        self, record: dict[str, Any], rejects_path: Path | None = None, annotations_path: Path | None = None
+    ) -> None:
         outputs = self.manifest["outputs"]
         if rejects_path is not None:
             entry = self.run.output_record(rejects_path, rows=record["rejected"])
@@ -168,8 +174,7 @@ class RunWriter:
 
     def finish(self, kept: pl.DataFrame | Iterable[pl.DataFrame]) -> dict[str, Any]:
         """Export the kept records as shards and commit the manifest."""
-        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows,
-                             self.export_options.max_shard_bytes)
+        shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows, self.export_options.max_shard_bytes)
         for frame in [kept] if isinstance(kept, pl.DataFrame) else kept:
             shards.write(conform(frame, RECORD_SCHEMA))
         self.manifest["outputs"]["data"] = shards.publish(RECORD_SCHEMA)

@@ -94,7 +94,8 @@ def open_binary(path: Path, compression: str | None) -> IO[bytes]:
     if compression == "zstd":
         import zstandard
 
-        raw = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the reader (closefd)
+        raw = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True, closefd=True)
         return io.BufferedReader(raw)
     return open(path, "rb")
 
@@ -117,8 +118,14 @@ def read_jsonl(path: Path, compression: str | None) -> Iterator[Row]:
                 raise InputError(f"{name}:1", "binary data, not JSON lines")
             text, error = _decode(raw, name, line_no)
             if error:
-                yield Row(name, line_no, index, reason="invalid_utf8", detail=error,
-                          raw=raw.decode("utf-8", "replace").rstrip("\n"))
+                yield Row(
+                    name,
+                    line_no,
+                    index,
+                    reason="invalid_utf8",
+                    detail=error,
+                    raw=raw.decode("utf-8", "replace").rstrip("\n"),
+                )
             else:
                 try:
                     value = orjson.loads(raw)
@@ -128,9 +135,14 @@ def read_jsonl(path: Path, compression: str | None) -> Iterator[Row]:
                     if isinstance(value, dict):
                         yield Row(name, line_no, index, value)
                     else:
-                        yield Row(name, line_no, index, reason="not_an_object",
-                                  detail=f"line holds a JSON {type(value).__name__}, expected an object",
-                                  raw=text.rstrip("\n"))
+                        yield Row(
+                            name,
+                            line_no,
+                            index,
+                            reason="not_an_object",
+                            detail=f"line holds a JSON {type(value).__name__}, expected an object",
+                            raw=text.rstrip("\n"),
+                        )
             index += 1
 
 
@@ -213,9 +225,14 @@ def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
         if type(value) is dict:
             yield Row(name, table.at(i), i, value)
         else:
-            yield Row(name, table.at(i), i, reason="not_an_object",
-                      detail=f"array element is a JSON {type(value).__name__}, expected an object",
-                      raw=orjson.dumps(value).decode())
+            yield Row(
+                name,
+                table.at(i),
+                i,
+                reason="not_an_object",
+                detail=f"array element is a JSON {type(value).__name__}, expected an object",
+                raw=orjson.dumps(value).decode(),
+            )
 
 
 class _LazyLines:
@@ -277,8 +294,14 @@ def read_csv(path: Path, compression: str | None) -> Iterator[Row]:
         try:
             for value in reader:
                 if None in value:
-                    yield Row(name, line + 1, index, reason="malformed_csv",
-                              detail="more fields than the header", raw=json.dumps(value[None]))
+                    yield Row(
+                        name,
+                        line + 1,
+                        index,
+                        reason="malformed_csv",
+                        detail="more fields than the header",
+                        raw=json.dumps(value[None]),
+                    )
                 else:
                     yield Row(name, line + 1, index, dict(value))
                 line = reader.line_num
@@ -319,8 +342,14 @@ def read_text(path: Path, compression: str | None, delimiter: str | None, text_f
             if not (is_last and not body.strip() and index > 0):
                 text, error = _decode(body, name, start_line)
                 if error:
-                    yield Row(name, start_line, index, reason="invalid_utf8", detail=error,
-                              raw=body.decode("utf-8", "replace"))
+                    yield Row(
+                        name,
+                        start_line,
+                        index,
+                        reason="invalid_utf8",
+                        detail=error,
+                        raw=body.decode("utf-8", "replace"),
+                    )
                 else:
                     yield Row(name, start_line, index, {text_field: text.strip("\r\n")})
                 index += 1
@@ -334,8 +363,7 @@ def list_files(path: Path) -> list[Path]:
     """A path's data files in a fixed order; a directory is walked recursively."""
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and not p.name.startswith((".", "_")) and _has_known_kind(p)
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and _has_known_kind(p)
         )
         if not files:
             raise InputError(str(path), "directory holds no readable data files")

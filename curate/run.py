@@ -30,8 +30,18 @@ from curate.shards import file_record, read_parquet_files
 
 MANIFEST = "manifest.json"
 FORMAT = "curate-run/1"
-_PACKAGES = ("curate", "polars", "pyarrow", "datasketch", "langdetect", "sentence-transformers",
-             "faiss-cpu", "faiss-gpu", "torch", "prefect")
+_PACKAGES = (
+    "curate",
+    "polars",
+    "pyarrow",
+    "datasketch",
+    "langdetect",
+    "sentence-transformers",
+    "faiss-cpu",
+    "faiss-gpu",
+    "torch",
+    "prefect",
+)
 
 
 class AccountingError(CurateError):
@@ -163,10 +173,17 @@ def git_commit() -> str | None:
     """The commit of the curate checkout that ran this (with ``-dirty`` for local edits)."""
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}-dirty" if dirty else sha

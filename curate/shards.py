@@ -20,8 +20,12 @@ def write_parquet(frame: pl.DataFrame, path: Path, metadata: dict[str, str] | No
     """Write one Parquet file atomically with fixed settings so equal frames give equal bytes."""
     with atomic_path(path) as tmp:
         frame.write_parquet(
-            tmp, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL, row_group_size=ROW_GROUP_ROWS,
-            statistics=True, metadata=metadata,
+            tmp,
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
+            row_group_size=ROW_GROUP_ROWS,
+            statistics=True,
+            metadata=metadata,
         )
 
 
@@ -63,8 +67,9 @@ class ShardWriter:
     :meth:`publish`, so the folder always holds one complete set.
     """
 
-    def __init__(self, folder: Path, max_rows: int = 100_000, max_bytes: int = 256 * 1024 * 1024,
-                 split: str = "train") -> None:
+    def __init__(
+        self, folder: Path, max_rows: int = 100_000, max_bytes: int = 256 * 1024 * 1024, split: str = "train"
+    ) -> None:
         if max_rows < 1 or max_bytes < 1:
             raise ValueError("shard limits must be positive")
         self.folder = folder
@@ -125,14 +130,15 @@ class ShardWriter:
         self.staging.rename(self.folder)
         if old.exists():
             shutil.rmtree(old)
-        return [
-            file_record(self.folder / path.name, self.folder.parent, rows=rows) for path, rows in self._written
-        ]
+        return [file_record(self.folder / path.name, self.folder.parent, rows=rows) for path, rows in self._written]
 
 
 def file_record(path: Path, root: Path, rows: int | None = None) -> dict[str, object]:
-    record: dict[str, object] = {"path": str(path.relative_to(root)), "sha256": sha256_file(path),
-                                 "bytes": path.stat().st_size}
+    record: dict[str, object] = {
+        "path": str(path.relative_to(root)),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+    }
     if rows is not None:
         record["rows"] = rows
     return record

@@ -28,8 +28,11 @@ def data_dir() -> Path:
 def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the installed ``curate`` command as a user would."""
     done = subprocess.run(
-        [sys.executable, "-m", "curate.cli", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, cwd=ROOT,
+        [sys.executable, "-m", "curate.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
     if check and done.returncode != 0:
         raise AssertionError(f"curate {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

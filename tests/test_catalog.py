@@ -22,10 +22,10 @@ def local_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     root.mkdir()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, directory=str(root), **kwargs)
 
-        def log_message(self, *args) -> None:  # noqa: ANN002
+        def log_message(self, *args) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -55,8 +55,9 @@ def test_data_dir_comes_before_cache(data_dir: Path, tmp_path: Path, monkeypatch
     assert catalog.resolve(seeds) == cache / "alpaca_seed_tasks.jsonl"
 
 
-def test_download_verifies_and_caches(local_server: tuple[str, Path], data_dir: Path, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_verifies_and_caches(
+    local_server: tuple[str, Path], data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, root = local_server
     shutil.copy(data_dir / "alpaca_seed_tasks.jsonl", root / "seed_tasks.jsonl")
     monkeypatch.setenv("CURATE_DATA_DIR", str(tmp_path / "nothing-here"))
@@ -68,8 +69,9 @@ def test_download_verifies_and_caches(local_server: tuple[str, Path], data_dir: 
     assert not list((tmp_path / "cache").glob(".tmp-*"))
 
 
-def test_download_with_wrong_checksum_leaves_nothing(local_server: tuple[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_with_wrong_checksum_leaves_nothing(
+    local_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, root = local_server
     (root / "seed_tasks.jsonl").write_text('{"tampered": true}\n')
     monkeypatch.setenv("CURATE_DATA_DIR", str(tmp_path / "nothing-here"))

@@ -11,8 +11,10 @@ from tests.conftest import ROOT, run_cli
 
 
 def test_help_is_light() -> None:
-    code = "import sys, curate.cli; curate.cli.build_parser(); print(sorted(m for m in ('polars', 'torch', " \
-           "'pyarrow', 'prefect', 'sentence_transformers') if m in sys.modules))"
+    code = (
+        "import sys, curate.cli; curate.cli.build_parser(); print(sorted(m for m in ('polars', 'torch', "
+        "'pyarrow', 'prefect', 'sentence_transformers') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
     assert "ingest" in run_cli("--help").stdout

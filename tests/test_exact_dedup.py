@@ -11,8 +11,7 @@ from curate.schema import KIND_TEXT, conform, empty_records
 
 
 def text_records(texts: list[str]) -> pl.DataFrame:
-    frame = pl.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts),
-                          "text": texts})
+    frame = pl.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts})
     return conform(frame)
 
 
@@ -40,10 +39,17 @@ def test_normalization_makes_duplicates() -> None:
 
 
 def test_instruction_fields_do_not_merge_across_boundaries() -> None:
-    frame = conform(pl.DataFrame({
-        "id": ["a", "b"], "kind": ["instruction"] * 2,
-        "instruction": ["Say hi", "Say"], "input": ["", "hi"], "output": ["hi", "hi"],
-    }))
+    frame = conform(
+        pl.DataFrame(
+            {
+                "id": ["a", "b"],
+                "kind": ["instruction"] * 2,
+                "instruction": ["Say hi", "Say"],
+                "input": ["", "hi"],
+                "output": ["hi", "hi"],
+            }
+        )
+    )
     assert exact_duplicates(frame).kept.height == 2
 
 

@@ -25,10 +25,16 @@ def test_dolly_mapping(tmp_path: Path) -> None:
 
 
 def test_sharegpt_multi_turn_is_lossless(tmp_path: Path) -> None:
-    chat = {"id": "conv-7", "conversations": [
-        {"from": "system", "value": "Be brief."},
-        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"},
-        {"from": "human", "value": "Bye"}, {"from": "gpt", "value": "Bye!"}]}
+    chat = {
+        "id": "conv-7",
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello!"},
+            {"from": "human", "value": "Bye"},
+            {"from": "gpt", "value": "Bye!"},
+        ],
+    }
     path = tmp_path / "chats.jsonl"
     path.write_text(json.dumps(chat) + "\n")
     rec = records_of(path).row(0, named=True)

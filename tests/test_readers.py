@@ -92,7 +92,7 @@ def test_bad_rows_become_rejects_with_location(tmp_path: Path) -> None:
         b'{"output": "no instruction"}\n'
         b'{"instruction": "caf\xe9", "output": "latin-1 bytes"}\n'
         b'{"instruction": " ", "output": ""}\n'
-        b'[1, 2]\n'
+        b"[1, 2]\n"
         b'{"instruction": "big", "output": "' + b"x" * 200 + b'"}\n'
     )
     records, rejects, job = ingest(path, max_chars=100)

@@ -31,8 +31,14 @@ def test_dedup_run_layout_and_accounting(tmp_path: Path, data_dir: Path) -> None
     assert manifest["inputs"][0]["count"] == 5928
     assert {"python", "polars", "pyarrow", "curate"} <= set(manifest["versions"])
     rejects = pl.read_parquet(out / "rejects" / "exact_dedup.parquet")
-    assert rejects.height == 5097 and set(rejects.columns) >= {"id", "text", "stage", "reason", "detail",
-                                                               "duplicate_of"}
+    assert rejects.height == 5097 and set(rejects.columns) >= {
+        "id",
+        "text",
+        "stage",
+        "reason",
+        "detail",
+        "duplicate_of",
+    }
     assert pl.read_parquet(out / "annotations" / "exact_dedup.parquet").columns == ["id", "exact_copies"]
     kept = RunDir(out).records()
     assert kept.height == 824 and kept["id"].n_unique() == 824
@@ -73,8 +79,10 @@ def test_continue_from_a_run(tmp_path: Path, data_dir: Path) -> None:
 
 
 def test_accounting_is_enforced() -> None:
-    manifest = {"stages": [{"name": "x", "in": 3, "kept": 1, "rejected": 1, "rejected_by_reason": {"r": 1}}],
-                "outputs": {"data": []}}
+    manifest = {
+        "stages": [{"name": "x", "in": 3, "kept": 1, "rejected": 1, "rejected_by_reason": {"r": 1}}],
+        "outputs": {"data": []},
+    }
     with pytest.raises(AccountingError, match="3 in != 1 kept"):
         check_accounting(manifest)
 

@@ -55,7 +55,9 @@ def exact_duplicates(records: pl.DataFrame, params: ExactDedupParams | None = No
     kept = records.filter(is_first)
     dropped = keyed.filter(~is_first)
     rejects = rejects_from(
-        dropped, STAGE, REASON,
+        dropped,
+        STAGE,
+        REASON,
         detail=pl.format("same normalized content as {}", pl.col("_first")),
         duplicate_of=pl.col("_first"),
     )

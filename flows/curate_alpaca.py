@@ -1,0 +1,90 @@
+"""The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> export.
+
+Later stages (near-dedup, filters, scoring, selection, card) join here as they land. The
+flow only wires library calls into tasks; all logic lives in :mod:`curate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from curate.dedup.exact import ExactDedupParams, exact_duplicates
+from curate.funnel import funnel_table
+from curate.ingest import IngestOptions
+from curate.normalize import TextNormalization
+from curate.pipeline import ExportOptions, RunWriter, UpToDate
+from curate.run import RunDir
+
+
+@task(cache_policy=NONE)
+def ingest(writer: RunWriter, sources: list[str], options: IngestOptions):
+    return writer.open_input(sources, options, progress=False)
+
+
+@task(cache_policy=NONE)
+def exact_dedup(writer: RunWriter, records, params: ExactDedupParams):
+    return writer.add(exact_duplicates(records, params))
+
+
+@task(cache_policy=NONE)
+def export(writer: RunWriter, kept) -> dict[str, Any]:
+    return writer.finish(kept)
+
+
+@flow(name="curate-alpaca", log_prints=True)
+def curate_alpaca(
+    sources: list[str] | None = None,
+    out: str = "runs/curate-alpaca",
+    unicode: str = "NFKC",
+    casefold: bool = True,
+    collapse_whitespace: bool = True,
+    max_shard_rows: int = 100_000,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Curate an instruction dataset; returns the run's record counts and where it is."""
+    logger = get_run_logger()
+    sources = sources or ["alpaca"]
+    options = IngestOptions(strict=strict)
+    params = ExactDedupParams(TextNormalization(unicode, casefold, collapse_whitespace))
+    writer = RunWriter(
+        out,
+        "curate-alpaca",
+        {"input": sources, "ingest": options.params(), "exact": params.as_dict()},
+        ExportOptions(max_shard_rows=max_shard_rows),
+    )
+    try:
+        records = ingest(writer, sources, options)
+        manifest = export(writer, exact_dedup(writer, records, params))
+    except UpToDate:
+        logger.info("%s is up to date; nothing to do", out)
+        manifest = RunDir(out).manifest()
+    table = funnel_table(manifest, markdown=True)
+    create_markdown_artifact(
+        key="curate-alpaca-funnel",
+        markdown=f"# curate-alpaca funnel\n\n{table}\n\nRun: `{out}`",
+        description="stage, in, kept, rejected by reason",
+    )
+    logger.info("funnel:\n%s", funnel_table(manifest))
+    return {"run": out, **manifest["records"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the curate-alpaca flow locally.")
+    parser.add_argument("sources", nargs="*", default=["alpaca"])
+    parser.add_argument("--out", default="runs/curate-alpaca")
+    args = parser.parse_args()
+    result = curate_alpaca(sources=args.sources, out=args.out)
+    manifest = RunDir(args.out).manifest()
+    from curate.funnel import summary
+
+    print(summary(manifest, args.out))
+    print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""The curate-alpaca Prefect flow on a real (temporary, 127.0.0.1) Prefect server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.curate_alpaca import curate_alpaca
+
+
+def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "run"
+    with prefect_test_harness():
+        result = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
+        again = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
+    assert result == {"run": str(out), "in": 175, "kept": 175, "rejected": 0}
+    assert again == result
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup"]
