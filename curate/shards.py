@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from curate.atomic import TMP_MARK, atomic_path, sha256_file
 
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 3
+COMPRESSION_LEVEL = 1
 ROW_GROUP_ROWS = 10_000
 
 

@@ -46,14 +46,19 @@ def dedup_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Se
 
 def exact_duplicates(records: pl.DataFrame, params: ExactDedupParams | None = None) -> StageResult:
     params = params or ExactDedupParams()
-    keyed = records.with_columns(dedup_keys(records, params.normalization))
-    keyed = keyed.with_columns(
-        pl.col(ID).first().over("key").alias("_first"),
-        pl.len().over("key").cast(pl.Int64).alias("exact_copies"),
-    )
-    is_first = keyed["_first"] == keyed[ID]
+    keys = dedup_keys(records, params.normalization)
+    # Group on a 64-bit hash of the key (fast), then confirm every match on the key itself,
+    # so a hash collision can never reject a record that is not a duplicate.
+    digest = keys.hash(seed=0).alias("_h")
+    frame = pl.DataFrame([records[ID], digest, keys])
+    first = frame.select(pl.col(ID).first().over("_h").alias("_first"), pl.col("key").first().over("_h").alias("_fk"))
+    if not (first["_fk"] == keys).all():
+        first = frame.select(pl.col(ID).first().over("key").alias("_first"))
+    first_id = first["_first"]
+    is_first = first_id == records[ID]
+    copies = frame.select(pl.len().over("_h" if "_fk" in first.columns else "key").cast(pl.Int64)).to_series()
     kept = records.filter(is_first)
-    dropped = keyed.filter(~is_first)
+    dropped = records.filter(~is_first).with_columns(first_id.filter(~is_first).alias("_first"))
     rejects = rejects_from(
         dropped,
         STAGE,
@@ -61,5 +66,5 @@ def exact_duplicates(records: pl.DataFrame, params: ExactDedupParams | None = No
         detail=pl.format("same normalized content as {}", pl.col("_first")),
         duplicate_of=pl.col("_first"),
     )
-    annotations = keyed.select(ID, "exact_copies")
+    annotations = pl.DataFrame([records[ID], copies.alias("exact_copies")])
     return StageResult(STAGE, params.as_dict(), records.height, kept, rejects, annotations)
