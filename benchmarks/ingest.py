@@ -3,7 +3,7 @@
 The baseline does the same work the obvious way: ``json.load``, the same content ids and
 derived text, the same NFKC/lowercase/whitespace key in a Python ``set``, and
 ``pyarrow.parquet.write_table`` of the kept rows and the rejects. Each side runs in its own
-fresh process (so peak RSS is its own), alternating, three rounds; medians are reported.
+fresh process (so peak RSS is its own), alternating, five rounds; medians are reported.
 The last line printed is one JSON object with records_per_s, baseline_records_per_s,
 speedup and peak_rss_mb (curate's).
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def ours(out: Path) -> int:

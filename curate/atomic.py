@@ -23,27 +23,33 @@ def temp_path(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces ``path``, on error it goes away."""
+def atomic_path(path: Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on error it goes away.
+
+    ``durable`` also fsyncs before the rename. The manifest is written durably; data files
+    are not, because the manifest records their sha256 and a run whose files do not match
+    is found broken (``RunDir.verify``) and redone rather than trusted.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
         yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
+    with atomic_path(path, durable=durable) as tmp:
         tmp.write_bytes(data)
 
 
-def write_json(path: Path, value: Any) -> None:
-    write_bytes(path, (json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode())
+def write_json(path: Path, value: Any, durable: bool = True) -> None:
+    write_bytes(path, (json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode(), durable)
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}

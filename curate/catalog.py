@@ -67,9 +67,9 @@ def git_blob_id(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(dataset: Dataset, path: Path) -> str:
+def verify(dataset: Dataset, path: Path, sha256: str | None = None) -> str:
     """Check a file against the registry; return its sha256."""
-    actual = sha256_file(path)
+    actual = sha256 or sha256_file(path)
     if dataset.sha256 and actual != dataset.sha256:
         raise ChecksumError(
             f"{path}: checksum mismatch for dataset {dataset.name!r}: expected sha256 {dataset.sha256}, "
@@ -80,15 +80,20 @@ def verify(dataset: Dataset, path: Path) -> str:
     return actual
 
 
-def resolve(dataset: Dataset, download: bool = True) -> Path:
-    """Find a registered dataset's file locally, or fetch it; always verified."""
+def resolve(dataset: Dataset, download: bool = True, check: bool = True) -> Path:
+    """Find a registered dataset's file locally, or fetch it; verified (downloads always).
+
+    ``check=False`` leaves the local file's checksum to the caller, who must then call
+    :func:`verify` (ingest does, hashing while it parses).
+    """
     candidates = []
     if os.environ.get("CURATE_DATA_DIR"):
         candidates.append(Path(os.environ["CURATE_DATA_DIR"]) / dataset.file)
     candidates.append(cache_dir() / dataset.file)
     for path in candidates:
         if path.is_file():
-            verify(dataset, path)
+            if check:
+                verify(dataset, path)
             return path
     if not download or not dataset.url:
         where = " or ".join(str(p.parent) for p in candidates)

@@ -14,9 +14,12 @@ Ids are unique within a run: when identical content appears again, the later cop
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.normalize import canonical, canonical_series
 from curate.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
@@ -63,15 +66,26 @@ def content_ids(frame: pl.DataFrame) -> pl.Series:
     if not is_text.all():
         canon = canon.with_columns(canonical_series(frame[c]).alias(c) for c in (INSTRUCTION, INPUT, OUTPUT))
         parts.append(pl.concat_str([pl.col(KIND), sep, pl.col(INSTRUCTION), sep, pl.col(INPUT), sep, pl.col(OUTPUT)]))
-    body = canon.select(pl.coalesce(parts) if len(parts) > 1 else parts[0]).to_series().to_list()
+    body = canon.select(pl.coalesce(parts) if len(parts) > 1 else parts[0]).to_series()
     if MESSAGES in frame.columns and frame[MESSAGES].null_count() < frame.height:
+        texts = body.to_list()
         for i, messages in enumerate(frame[MESSAGES].to_list()):
             if messages:
-                body[i] += _messages_part(messages)
+                texts[i] += _messages_part(messages)
+        body = pl.Series(texts, dtype=pl.String)
+    return pl.Series(ID, _sha256_hex(body), dtype=pl.String)
+
+
+def _sha256_hex(strings: pl.Series) -> list[str]:
+    """SHA-256 prefix of each string's UTF-8 bytes, read straight from the Arrow buffers."""
+    array = strings.rechunk().to_arrow()
+    if array.type != pa.large_string():
+        array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset : array.offset + len(array) + 1].tolist()
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
     sha256 = hashlib.sha256
-    return pl.Series(
-        ID, [sha256(b.encode("utf-8", "surrogatepass")).hexdigest()[:ID_HEX_DIGITS] for b in body], dtype=pl.String
-    )
+    return [sha256(data[a:b]).hexdigest()[:ID_HEX_DIGITS] for a, b in itertools.pairwise(offsets)]
 
 
 class UniqueIds:
@@ -83,6 +97,9 @@ class UniqueIds:
     def __call__(self, ids: pl.Series) -> pl.Series:
         out = ids.to_list()
         seen = self._seen
+        if not ids.is_duplicated().any() and seen.keys().isdisjoint(out):
+            seen.update(dict.fromkeys(out, 1))
+            return ids.alias(ID)
         for i, value in enumerate(out):
             count = seen.get(value)
             if count is None:

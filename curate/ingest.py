@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def resolve_source(spec: str, options: IngestOptions) -> Source:
         raise CurateError(f"{spec!r} is neither a file nor a registered dataset (known: {known})")
     if dataset.format == "labels":
         raise CurateError(f"dataset {spec!r} holds judge labels, not records; use it with `curate probe train`")
-    resolved = catalog.resolve(dataset)
+    resolved = catalog.resolve(dataset, check=False)
     return Source(
         spec,
         dataset.name,
@@ -139,12 +140,20 @@ class Ingest:
                 yield from self._file_batches(source, path)
 
     def _file_batches(self, source: Source, path: Path) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        # Hash the file on another thread while this one parses it (hashlib releases the GIL).
+        with ThreadPoolExecutor(1) as pool:
+            digest = pool.submit(sha256_file, path)
+            yield from self._parse_file(source, path, digest)
+
+    def _parse_file(
+        self, source: Source, path: Path, digest: Future[str]
+    ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         opts = self.options
         text_field = opts.text_field or "text"
         entry = {
             "source": source.name,
             "path": str(path),
-            "sha256": sha256_file(path),
+            "sha256": None,
             "format": None,
             "count": 0,
             "kept": 0,
@@ -171,6 +180,9 @@ class Ingest:
                 yield self._emit(source, prefix, fmt or "text", batch, entry)
                 batch = []
         entry["format"] = fmt
+        entry["sha256"] = digest.result()
+        if source.dataset is not None:
+            catalog.verify(source.dataset, path, entry["sha256"])
         if batch or entry["count"] == 0:
             yield self._emit(source, prefix, fmt or "text", batch, entry)
 
@@ -235,7 +247,7 @@ class Ingest:
         self._count(entry, len(batch), len(good))
         return records, rejects
 
-    def _records(self, source: Source, fields: pl.DataFrame, source_ids: list[str]) -> pl.DataFrame:
+    def _records(self, source: Source, fields: pl.DataFrame, source_ids: list[str] | pl.Series) -> pl.DataFrame:
         # Derived text for instructions: the non-empty parts separated by a blank line.
         derived = pl.concat_str(
             [pl.col(INSTRUCTION), pl.when(pl.col(INPUT) != "").then(pl.col(INPUT)), pl.col(OUTPUT)],
@@ -258,10 +270,14 @@ class Ingest:
         frame = frame.with_columns(self._unique(content_ids(frame)))
         return conform(frame)
 
-    def _source_ids(self, values: list[dict[str, Any] | None], indices: Iterable[int], prefix: str) -> list[str]:
+    def _source_ids(
+        self, values: list[dict[str, Any] | None], indices: Iterable[int], prefix: str
+    ) -> list[str] | pl.Series:
         """The source's own id where the row has one (``--id-field``, else ``id``), else the row number."""
         key = self.options.id_field or "id"
         if not any(v is not None and key in v for v in values):
+            if isinstance(indices, range) and not prefix:
+                return pl.int_range(indices.start, indices.stop, eager=True).cast(pl.String)
             return [f"{prefix}{i}" for i in indices]
         out = []
         for value, index in zip(values, indices, strict=True):
@@ -358,15 +374,20 @@ def columnar_fields(fmt: str, values: list[dict[str, Any]], options: IngestOptio
         mapping = _COLUMNAR.get(fmt)
     if mapping is None or not values:
         return None
-    allowed = set(mapping) | {options.id_field or "id"}
-    if not set().union(*map(dict.keys, values)) <= allowed:
-        return None
     columns = {}
     try:
         for key, column in mapping.items():
             data = [v.get(key, "") for v in values] if column == INPUT else [v[key] for v in values]
             columns[column] = pl.Series(column, data, dtype=pl.String, strict=True)
     except (KeyError, TypeError, pl.exceptions.PolarsError):
+        return None
+    # Extra keys go to meta, which is the row-by-row path's job: count keys instead of
+    # collecting them (every row has the required ones, or we would have failed above).
+    id_key = options.id_field or "id"
+    expected = sum(len(values) if c != INPUT else sum(1 for v in values if k in v) for k, c in mapping.items())
+    if id_key not in mapping:
+        expected += sum(1 for v in values if id_key in v)
+    if sum(map(len, values)) != expected:
         return None
     frame = pl.DataFrame(columns)
     if any(frame[c].null_count() for c in frame.columns):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ class RunWriter:
         self.run = RunDir(out)
         self.command = command
         self.export_options = export or ExportOptions()
+        self._input_fingerprints: list[str] | None = None
         self.plan = {"command": command, **plan, "export": self.export_options.__dict__}
         self.manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -60,8 +61,7 @@ class RunWriter:
             "git_commit": git_commit(),
         }
 
-    def up_to_date(self, input_fingerprints: list[str]) -> bool:
-        """True when ``out`` already holds this exact command over these inputs, intact."""
+    def _set_fingerprint(self, input_fingerprints: list[str]) -> str:
         self.manifest["fingerprint"] = _fingerprint(
             {
                 "plan": self.plan,
@@ -70,20 +70,27 @@ class RunWriter:
                 "commit": self.manifest["git_commit"],
             }
         )
+        return self.manifest["fingerprint"]
+
+    def up_to_date(self, input_fingerprints: Callable[[], list[str]]) -> bool:
+        """True when ``out`` already holds this exact command over these inputs, intact.
+
+        Input fingerprints are computed only when there is a committed run to compare with.
+        """
         if not RunDir.is_run(self.run.root):
             return False
         try:
             old = self.run.manifest()
         except CurateError:
             return False
-        return old.get("fingerprint") == self.manifest["fingerprint"] and not self.run.verify()
+        return old.get("fingerprint") == self._set_fingerprint(input_fingerprints()) and not self.run.verify()
 
     def open_input(self, specs: list[str], options: IngestOptions, progress: bool = True) -> pl.DataFrame:
         """Records to work on: an earlier run's kept records, or ``specs`` ingested now."""
         if len(specs) == 1 and RunDir.is_run(specs[0]):
             return self._continue(RunDir(specs[0]))
         ingest = Ingest(specs, options)
-        if self.up_to_date([s["sha256"] for s in _peek_inputs(ingest)]):
+        if self.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.run)
         self.run.prepare()
         meter = Progress("ingest", enabled=progress)
@@ -101,7 +108,7 @@ class RunWriter:
 
     def _continue(self, source: RunDir) -> pl.DataFrame:
         previous = source.manifest()
-        if self.up_to_date([f["sha256"] for f in previous["outputs"]["data"]] + [previous.get("fingerprint") or ""]):
+        if self.up_to_date(lambda: _parent_hashes(previous)):
             raise UpToDate(self.run)
         records = source.records()
         same = source.root.resolve() == self.run.root.resolve()
@@ -109,6 +116,7 @@ class RunWriter:
         if not same:
             self.run.copy_history_from(source)
         self.manifest["inputs"] = previous["inputs"]
+        self._input_fingerprints = _parent_hashes(previous)
         self.manifest["parent"] = {"run": str(source.root), "fingerprint": previous.get("fingerprint")}
         self.manifest["stages"] = previous["stages"]
         for group in ("rejects", "annotations"):
@@ -118,7 +126,7 @@ class RunWriter:
     def ingest_streaming(self, specs: list[str], options: IngestOptions, progress: bool = True) -> None:
         """Ingest straight into shards, never holding the corpus in memory."""
         ingest = Ingest(specs, options)
-        if self.up_to_date([s["sha256"] for s in _peek_inputs(ingest)]):
+        if self.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.run)
         self.run.prepare()
         meter = Progress("ingest", enabled=progress)
@@ -188,6 +196,8 @@ class RunWriter:
             "kept": last["kept"],
             "rejected": sum(s["rejected"] for s in stages),
         }
+        inputs = self._input_fingerprints or [entry["sha256"] for entry in self.manifest["inputs"]]
+        self._set_fingerprint(inputs)
         self.manifest["status"] = "complete"
         keep = {e["path"] for group in ("rejects", "annotations") for e in self.manifest["outputs"][group]}
         self.run.remove_stale(keep)
@@ -203,7 +213,11 @@ class UpToDate(Exception):
         self.run = run
 
 
-def _peek_inputs(ingest: Ingest) -> list[dict[str, Any]]:
+def _input_hashes(ingest: Ingest) -> list[str]:
     from curate.atomic import sha256_file
 
-    return [{"sha256": sha256_file(p)} for s in ingest.sources for p in s.files]
+    return [sha256_file(p) for s in ingest.sources for p in s.files]
+
+
+def _parent_hashes(manifest: dict[str, Any]) -> list[str]:
+    return [f["sha256"] for f in manifest["outputs"]["data"]] + [manifest.get("fingerprint") or ""]

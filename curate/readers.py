@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ KINDS_BY_SUFFIX = {
     ".md": "text",
 }
 WHOLE_FILE_LIMIT = 256 * 1024 * 1024
+_LEADING_WS = re.compile(rb"[ \t\r\n]*")
 
 
 @dataclass(slots=True)
@@ -201,23 +203,19 @@ def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
         data = stream.read(WHOLE_FILE_LIMIT + 1)
         if len(data) > WHOLE_FILE_LIMIT:
             raise InputError(name, "JSON array larger than 256 MiB: convert it to JSON lines to stream it")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise InputError(f"{name}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
-    first = text.lstrip()[:1]
-    if first == "{":
+    start = _LEADING_WS.match(data).end()
+    first = data[start : start + 1]
+    if first == b"{":
         yield from read_jsonl(path, compression)
         return
-    if first != "[":
+    if first != b"[":
         raise InputError(f"{name}:1", "not JSON: a .json file must hold an array of records or JSON lines")
     try:
         values = orjson.loads(data)
     except orjson.JSONDecodeError:
-        list(_array_elements(text, name))  # raises with the failing line
+        list(_array_elements(_decode_whole(data, name), name))  # raises naming the failing line
         raise
-    table = _LazyLines(text, name)
+    table = _LazyLines(data, name)
     if all(type(v) is dict for v in values):
         yield Block(name, values, table)
         return
@@ -235,11 +233,19 @@ def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
             )
 
 
+def _decode_whole(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"{name}:{line}", f"invalid UTF-8 at byte {exc.start}") from None
+
+
 class _LazyLines:
     """Line numbers of a JSON array's elements, worked out only if a location is asked for."""
 
-    def __init__(self, text: str, name: str) -> None:
-        self._text = text
+    def __init__(self, data: bytes, name: str) -> None:
+        self._data = data
         self._name = name
         self._lines: list[int] | None = None
 
@@ -248,8 +254,8 @@ class _LazyLines:
 
     def line(self, index: int) -> int:
         if self._lines is None:
-            self._lines = [line for line, _ in _array_elements(self._text, self._name)]
-            self._text = ""
+            self._lines = [line for line, _ in _array_elements(_decode_whole(self._data, self._name), self._name)]
+            self._data = b""
         return self._lines[index]
 
 

@@ -100,3 +100,15 @@ def test_git_blob_checksum(tmp_path: Path) -> None:
     path = tmp_path / "f.txt"
     path.write_bytes(b"hello\n")
     assert catalog.git_blob_id(path) == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_ingest_refuses_a_tampered_registry_file(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from curate.ingest import Ingest
+
+    tampered = (data_dir / "alpaca_seed_tasks.jsonl").read_text().replace("breakfast", "lunch", 1)
+    (tmp_path / "alpaca_seed_tasks.jsonl").write_text(tampered)
+    monkeypatch.setenv("CURATE_DATA_DIR", str(tmp_path))
+    with pytest.raises(catalog.ChecksumError, match="checksum mismatch"):
+        list(Ingest(["alpaca-seed-tasks"]).batches())

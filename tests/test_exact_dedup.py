@@ -63,3 +63,21 @@ def test_vectorized_normalization_equals_python() -> None:
     texts = ["A\tb\u2003 c", "ﬁ  Ω\r\nx", "plain", "", "  lead\x0btrail  ", "É\u0301 Ａ"]
     norm = TextNormalization()
     assert norm.series(pl.Series(texts)).to_list() == [norm.apply(t) for t in texts]
+
+
+def test_instruction_duplicates_need_all_three_fields() -> None:
+    frame = conform(
+        pl.DataFrame(
+            {
+                "id": ["a", "b", "c", "d"],
+                "kind": ["instruction"] * 4,
+                "instruction": ["Name a color.", "name  a COLOR.", "Name a color.", "Name a fruit."],
+                "input": ["", "", "", ""],
+                "output": ["Blue.", "blue.\n", "Red.", "Blue."],
+            }
+        )
+    )
+    result = exact_duplicates(frame)
+    assert result.kept["id"].to_list() == ["a", "c", "d"]
+    assert result.rejects["duplicate_of"].to_list() == ["a"]
+    assert result.annotations["exact_copies"].to_list() == [2, 2, 1, 1]

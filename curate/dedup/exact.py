@@ -32,15 +32,30 @@ class ExactDedupParams:
 
 
 def dedup_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Series:
-    """The normalized comparison key of every record."""
-    whole_text = (records[KIND] == KIND_TEXT) | records[MESSAGES].is_not_null()
+    """The normalized comparison key of every record.
+
+    Two instruction records can only be duplicates if their instructions and inputs match,
+    so outputs (the long field) are normalized only for records whose instruction and input
+    are shared with another; every other record gets a key unique to it (its tagged id).
+    """
+    whole_text = ((records[KIND] == KIND_TEXT) | records[MESSAGES].is_not_null()).alias("whole")
     key = pl.Series("key", [None] * records.height, dtype=pl.String)
-    if whole_text.any():
-        key = normalization.series(records[TEXT])
-    if not whole_text.all():
-        parts = [normalization.series(records[c]) for c in (INSTRUCTION, INPUT, OUTPUT)]
-        joined = pl.DataFrame(parts).select(pl.concat_str(pl.all(), separator=_SEP)).to_series()
-        key = joined if not whole_text.any() else pl.select(pl.when(whole_text).then(key).otherwise(joined)).to_series()
+    rows = whole_text.arg_true()
+    if rows.len():
+        key = key.scatter(rows, normalization.series(records[TEXT].gather(rows)))
+    rows = (~whole_text).arg_true()
+    if rows.len():
+        part = records.select(INSTRUCTION, INPUT, OUTPUT, ID).gather(rows)
+        head = pl.DataFrame([normalization.series(part[INSTRUCTION]), normalization.series(part[INPUT])])
+        head = head.select(pl.concat_str(pl.all(), separator=_SEP)).to_series()
+        shared = head.is_duplicated()
+        joined = ("\x00unique:" + part[ID]).alias("key")
+        if shared.any():
+            candidates = shared.arg_true()
+            output = normalization.series(part[OUTPUT].gather(candidates))
+            full = pl.DataFrame([head.gather(candidates), output]).select(pl.concat_str(pl.all(), separator=_SEP))
+            joined = joined.scatter(candidates, full.to_series())
+        key = key.scatter(rows, joined)
     return key.alias("key")
 
 
