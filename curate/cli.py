@@ -77,26 +77,73 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     _done(writer.manifest, args.out)
 
 
+def _near_params(args: argparse.Namespace, spec):
+    from curate.dedup.minhash import ShingleParams
+    from curate.dedup.near import NearDedupParams
+
+    values = spec.model_dump()
+    for name in values:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    shingles = ShingleParams(values.pop("ngram"), values.pop("mode"), values.pop("max_shingles"))
+    values.pop("index")
+    return NearDedupParams(shingles=shingles, **values)
+
+
 def cmd_dedup(args: argparse.Namespace) -> None:
     from curate.dedup.exact import ExactDedupParams, exact_duplicates
     from curate.normalize import TextNormalization
     from curate.pipeline import UpToDate
+    from curate.recipe import DedupSpec, ExactSpec, NearSpec, load_recipe
 
-    if not args.exact:
-        raise _usage("choose a dedup method: --exact (MinHash near-dedup arrives with --near)")
-    params = ExactDedupParams(
-        TextNormalization(
-            unicode=args.unicode, casefold=not args.keep_case, collapse_whitespace=not args.keep_whitespace
+    spec = (load_recipe(args.recipe).dedup if args.recipe else None) or DedupSpec()
+    exact_spec = spec.exact or (ExactSpec() if args.exact else None)
+    near_spec = spec.near or (NearSpec() if args.near else None)
+    if args.exact and spec.exact is None:
+        exact_spec = ExactSpec()
+    if args.near and spec.near is None:
+        near_spec = NearSpec()
+    if exact_spec is None and near_spec is None:
+        raise _usage("choose a dedup method: --exact, --near, or a --recipe with a dedup section")
+    plan: dict = {"input": args.input, "ingest": _ingest_options(args).params()}
+    exact = near = None
+    if exact_spec is not None:
+        exact = ExactDedupParams(
+            TextNormalization(
+                unicode=args.unicode or exact_spec.unicode,
+                casefold=exact_spec.casefold and not args.keep_case,
+                collapse_whitespace=exact_spec.collapse_whitespace and not args.keep_whitespace,
+            )
         )
-    )
+        plan["exact"] = exact.as_dict()
+    index_location = None
+    if near_spec is not None:
+        near = _near_params(args, near_spec)
+        index_location = args.index or near_spec.index
+        plan["near"] = near.as_dict()
+        plan["index"] = index_location
     options = _ingest_options(args)
-    writer = _writer(args, "dedup", {"input": args.input, "ingest": options.params(), "exact": params.as_dict()})
+    writer = _writer(args, "dedup", plan)
     try:
         records = writer.open_input(args.input, options, progress=not args.quiet)
     except UpToDate:
         return _up_to_date(args.out)
-    kept = writer.add(exact_duplicates(records, params))
-    _done(writer.finish(kept), args.out)
+    if exact is not None:
+        records = writer.add(exact_duplicates(records, exact))
+    if near is not None:
+        from curate.dedup.index import open_index
+        from curate.dedup.near import near_duplicates
+
+        index = open_index(index_location, near) if index_location else None
+        scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
+        result = near_duplicates(records, near, index=index, scores=scores)
+        kept = writer.add(result)
+        if index is not None:
+            keep = result.annotations["duplicate_of"].is_null().to_numpy()
+            index.add(result.annotations["id"].filter(keep.tolist()).to_list(), result.signatures[keep])
+        records = kept
+    _done(writer.finish(records), args.out)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -162,12 +209,29 @@ def build_parser() -> argparse.ArgumentParser:
     _input_options(p)
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("dedup", help="remove duplicates")
+    p = sub.add_parser("dedup", help="remove exact and near duplicates")
     p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
     p.add_argument("--exact", action="store_true", help="exact dedup on normalized content")
-    p.add_argument("--unicode", default="NFKC", help="Unicode normalization before comparing (or none)")
-    p.add_argument("--keep-case", action="store_true", help="compare case-sensitively")
-    p.add_argument("--keep-whitespace", action="store_true", help="do not collapse whitespace")
+    p.add_argument("--near", action="store_true", help="MinHash LSH near-dedup (after --exact when both)")
+    p.add_argument("--recipe", metavar="YAML", help="a recipe with a dedup section (flags override it)")
+    g = p.add_argument_group("exact")
+    g.add_argument("--unicode", default=None, help="Unicode normalization before comparing (default NFKC; none)")
+    g.add_argument("--keep-case", action="store_true", help="compare case-sensitively")
+    g.add_argument("--keep-whitespace", action="store_true", help="do not collapse whitespace")
+    g = p.add_argument_group("near")
+    g.add_argument("--threshold", type=float, help="Jaccard at or above which texts are near-duplicates (0.8)")
+    g.add_argument("--ngram", type=int, help="tokens per shingle (5)")
+    g.add_argument("--char", dest="mode", action="store_const", const="char", help="character shingles")
+    g.add_argument("--num-perm", type=int, help="MinHash permutations (128)")
+    g.add_argument("--seed", type=int, help="permutation seed (1, as datasketch)")
+    g.add_argument("--bands", type=int, help="LSH bands (default: optimal for the threshold)")
+    g.add_argument("--rows", type=int, help="LSH rows per band")
+    g.add_argument("--fp-weight", type=float, help="false-positive weight when choosing bands (0.05)")
+    g.add_argument("--fn-weight", type=float, help="false-negative weight when choosing bands (0.95)")
+    g.add_argument("--verify", choices=["exact", "estimate"], help="check candidates by exact or estimated Jaccard")
+    g.add_argument("--keep", help="representative: first, longest or score:COLUMN (first)")
+    g.add_argument("--max-shingles", type=int, help="shingles per text at most (100000)")
+    g.add_argument("--index", help="incremental index: a folder, or redis://HOST:PORT/DB?basename=NAME")
     _export_options(p)
     _input_options(p)
     p.set_defaults(func=cmd_dedup)

@@ -100,6 +100,15 @@ class RunDir:
 
         return conform(read_parquet_files(self.data_files()), RECORD_SCHEMA)
 
+    def annotation_column(self, column: str) -> pl.DataFrame | None:
+        """``id`` and ``column`` from whichever annotation file of this run holds it."""
+        import pyarrow.parquet as pq
+
+        for path in sorted((self.root / "annotations").glob("*.parquet")):
+            if column in pq.read_schema(path).names:
+                return pl.read_parquet(path, columns=["id", column])
+        return None
+
     def verify(self) -> list[str]:
         """Problems with the run's files against the manifest (empty when all is well)."""
         problems = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -26,6 +26,8 @@ class StageResult:
     kept: pl.DataFrame
     rejects: pl.DataFrame
     annotations: pl.DataFrame | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    signatures: Any = None
 
     def check(self) -> None:
         if self.kept.height + self.rejects.height != self.n_in:
@@ -44,4 +46,5 @@ class StageResult:
             "kept": self.kept.height,
             "rejected": self.rejects.height,
             "rejected_by_reason": dict(sorted(reasons.items())),
+            **({"stats": self.stats} if self.stats else {}),
         }

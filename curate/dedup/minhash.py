@@ -1,0 +1,253 @@
+"""MinHash signatures, computed in batches with numpy, bit-for-bit equal to datasketch.
+
+Shingles. A record's ``text`` is normalized (NFKC, lowercase) and split into tokens: words
+(split on whitespace, the default) or characters (whitespace collapsed to one space; for
+languages written without spaces). A shingle is ``ngram`` consecutive tokens. A text with at
+least one token but fewer than ``ngram`` has exactly one shingle, made of all its tokens; an
+empty or whitespace-only text has none (it gets the empty signature and is never a
+near-duplicate of anything). At most ``max_shingles`` shingles per text are used (the first
+ones), so one pathological 50 MB document cannot stall a run.
+
+Hash. A shingle's 32-bit hash is built from its tokens: each token is hashed like datasketch
+does by default (the first 4 bytes of SHA-1, little-endian), and the token hashes are mixed
+in order (:func:`shingle_hash32`). Token hashes are computed once per distinct token, which
+is what makes this fast, and the mix is vectorized. :class:`ShingleHash` is the same function
+for one shingle, to pass as ``hashfunc`` to ``datasketch.MinHash``.
+
+Signature. datasketch's default ``affine32`` scheme: permutation parameters from
+``numpy.random.RandomState(seed)``, each hash pre-mixed with the 32-bit MurmurHash3 finalizer,
+then ``a * h + b mod 2**32`` and the minimum over the shingles. So
+``MinHash(num_perm, seed, hashfunc=ShingleHash(mode))`` updated with the same shingles has
+exactly our ``hashvalues``, and signatures interoperate with ``MinHashLSH``, ``LeanMinHash``
+and datasketch's storage backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+MAX_HASH = np.uint32(0xFFFFFFFF)
+_MIX_SEED = 0x2545F491
+_MIX_MUL = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ShingleParams:
+    """How texts become shingles.
+
+    Attributes:
+        ngram: tokens per shingle (5 word tokens by default).
+        mode: ``word`` (whitespace tokens) or ``char`` (characters).
+        max_shingles: shingles used per text at most (the first ones).
+    """
+
+    ngram: int = 5
+    mode: Literal["word", "char"] = "word"
+    max_shingles: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.ngram < 1:
+            raise ValueError("ngram must be at least 1")
+        if self.mode not in ("word", "char"):
+            raise ValueError(f"shingle mode must be 'word' or 'char', not {self.mode!r}")
+        if self.max_shingles < 1:
+            raise ValueError("max_shingles must be at least 1")
+
+
+def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's affine32 permutation parameters for (num_perm, seed)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer (the pre-mix datasketch applies)."""
+    h = values.astype(np.uint32, copy=True)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
+
+
+def token_hash32(token: bytes) -> int:
+    return int.from_bytes(hashlib.sha1(token).digest()[:4], "little")
+
+
+def _rotl13(h: int) -> int:
+    return ((h << 13) | (h >> 19)) & _MASK
+
+
+def shingle_hash32(token_hashes: list[int]) -> int:
+    """Mix token hashes, in order, into one 32-bit shingle hash."""
+    h = _MIX_SEED
+    for t in token_hashes:
+        h = ((_rotl13(h) ^ t) * _MIX_MUL) & _MASK
+    return (h ^ len(token_hashes)) & _MASK
+
+
+class ShingleHash:
+    """The shingle hash as a datasketch ``hashfunc``: takes a shingle's UTF-8 bytes.
+
+    Word shingles are tokens joined by single spaces; character shingles are the characters.
+    """
+
+    def __init__(self, mode: Literal["word", "char"] = "word") -> None:
+        self.mode = mode
+
+    def __call__(self, shingle: bytes) -> int:
+        tokens = shingle.split(b" ") if self.mode == "word" else [c.encode("utf-8") for c in shingle.decode("utf-8")]
+        return shingle_hash32([token_hash32(t) for t in tokens])
+
+
+def normalize_for_shingles(texts: pl.Series) -> pl.Series:
+    """NFKC (Python's tables, only on non-ASCII rows) and lowercase."""
+    texts = texts.fill_null("")
+    rows = (texts.str.len_bytes() != texts.str.len_chars()).arg_true()
+    if rows.len():
+        fixed = pl.Series([unicodedata.normalize("NFKC", t) for t in texts.gather(rows).to_list()], dtype=pl.String)
+        texts = texts.scatter(rows, fixed)
+    return texts.str.to_lowercase()
+
+
+def tokenize(texts: pl.Series, params: ShingleParams) -> tuple[pl.Series, np.ndarray]:
+    """All tokens of all texts, flattened, and each text's token count."""
+    normalized = normalize_for_shingles(texts)
+    # Enough tokens for max_shingles shingles; the rest of a huge text is never split.
+    limit = params.max_shingles + params.ngram - 1
+    if params.mode == "word":
+        tokens = normalized.str.extract_all(r"\S+").list.head(limit)
+    else:
+        collapsed = normalized.str.replace_all(r"\s+", " ").str.strip_chars()
+        tokens = collapsed.str.slice(0, limit).str.split("")
+        tokens = pl.select(pl.when(collapsed == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(tokens))
+        tokens = tokens.to_series()
+    counts = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
+    return tokens.explode(keep_nulls=False, empty_as_null=False), counts
+
+
+def token_hashes(tokens: pl.Series) -> np.ndarray:
+    """Hash each distinct token once (SHA-1, first 4 bytes little-endian) and map back."""
+    if tokens.len() == 0:
+        return np.zeros(0, dtype=np.uint32)
+    codes = tokens.cast(pl.Categorical).to_physical()
+    first = codes.arg_unique()
+    vocab_codes = codes.gather(first).to_numpy()
+    sha1 = hashlib.sha1
+    digests = b"".join([sha1(t.encode("utf-8")).digest()[:4] for t in tokens.gather(first).to_list()])
+    by_code = np.zeros(int(vocab_codes.max()) + 1, dtype=np.uint32)
+    by_code[vocab_codes] = np.frombuffer(digests, dtype="<u4")
+    return by_code[codes.to_numpy()]
+
+
+@dataclass
+class Shingles:
+    """The shingle hashes of a batch of texts: ``hashes[offsets[i]:offsets[i+1]]`` is text i's."""
+
+    hashes: np.ndarray
+    offsets: np.ndarray
+
+    def of(self, i: int) -> np.ndarray:
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def shingle(texts: pl.Series, params: ShingleParams) -> Shingles:
+    """Shingle hashes of every text (vectorized token mixing, see :func:`shingle_hash32`)."""
+    tokens, counts = tokenize(texts, params)
+    th = token_hashes(tokens)
+    n = params.ngram
+    per_text = np.minimum(np.where(counts >= n, counts - n + 1, np.minimum(counts, 1)), params.max_shingles)
+    offsets = np.concatenate([[0], np.cumsum(per_text)]).astype(np.int64)
+    total = int(offsets[-1])
+    token_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    text_of = np.repeat(np.arange(counts.size), per_text)
+    index = token_start[text_of] + (np.arange(total, dtype=np.int64) - offsets[:-1][text_of])
+    width = np.minimum(counts[text_of], n).astype(np.uint32)
+    h = np.full(total, _MIX_SEED, dtype=np.uint32)
+    short = np.flatnonzero(width < n)
+    if th.size:
+        # Every shingle as if it had n tokens (indices clipped), then redo the few short ones.
+        last = th.size - 1
+        scratch = np.empty_like(h)
+        tok = np.empty_like(h)
+        for k in range(n):
+            np.take(th, np.minimum(index + k, last), out=tok)
+            _mix_step(h, tok, scratch)
+        if short.size:
+            hs = np.full(short.size, _MIX_SEED, dtype=np.uint32)
+            ws = width[short]
+            for k in range(n):
+                active = ws > k
+                if not active.any():
+                    break
+                step = hs.copy()
+                _mix_step(step, th[np.minimum(index[short] + k, last)], np.empty_like(step))
+                hs = np.where(active, step, hs)
+            h[short] = hs
+    h ^= width
+    return Shingles(h, offsets)
+
+
+def _mix_step(h: np.ndarray, token: np.ndarray, scratch: np.ndarray) -> None:
+    """In place: ``h = (rotl13(h) ^ token) * MUL`` (mod 2**32)."""
+    np.left_shift(h, np.uint32(13), out=scratch)
+    np.right_shift(h, np.uint32(19), out=h)
+    h |= scratch
+    h ^= token
+    h *= np.uint32(_MIX_MUL)
+
+
+def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """MinHash signatures (uint32, one row per text); texts without shingles get all MAX_HASH.
+
+    One permutation at a time over all shingles (a multiply, an add and a segmented minimum,
+    each a single numpy pass), with the permutations split across threads: numpy releases the
+    GIL in these loops, so the cores work in parallel.
+    """
+    n_texts = shingles.offsets.size - 1
+    out = np.full((n_texts, a.size), MAX_HASH, dtype=np.uint32)
+    present = np.flatnonzero(shingles.counts > 0)
+    if present.size == 0:
+        return out
+    mixed = fmix32(shingles.hashes)
+    starts = shingles.offsets[present]
+    found = np.empty((a.size, present.size), dtype=np.uint32)
+
+    def run(columns: range) -> None:
+        scratch = np.empty_like(mixed)
+        for j in columns:
+            np.multiply(mixed, a[j], out=scratch)
+            scratch += b[j]
+            found[j] = np.minimum.reduceat(scratch, starts)
+
+    workers = max(1, min(workers or os.cpu_count() or 1, a.size))
+    step = -(-a.size // workers)
+    parts = [range(i, min(i + step, a.size)) for i in range(0, a.size, step)]
+    if len(parts) == 1:
+        run(parts[0])
+    else:
+        with ThreadPoolExecutor(len(parts)) as pool:
+            list(pool.map(run, parts))
+    out[present] = found.T
+    return out
+
+
+def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Share of equal signature values, row by row (datasketch's ``MinHash.jaccard``)."""
+    return (left == right).mean(axis=-1)

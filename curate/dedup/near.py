@@ -1,0 +1,313 @@
+"""Near-duplicate detection: MinHash LSH, verified edges, and clusters kept as data.
+
+The stage, in order:
+
+1. Shingle every record's ``text`` and compute MinHash signatures (:mod:`.minhash`).
+2. Collapse records with identical signatures into one node (they are near-copies for sure).
+3. Band the nodes' signatures and take candidate pairs from shared band keys (:mod:`.lsh`).
+4. Verify each candidate: ``exact`` Jaccard of the shingle sets (default; pairs whose
+   estimate is far below the threshold are dropped first) or the signature ``estimate``.
+5. Cluster with leaders: nodes are visited best first (the keep policy: ``first`` record,
+   ``longest`` text, or highest ``score:<column>``); an unassigned node becomes a leader and
+   takes its unassigned verified neighbours. Every member is therefore similar to its
+   representative itself, so a chain of weak edges (A~B, B~C, ...) never grows one cluster
+   of unrelated documents, as union-find over the edges would.
+6. The representative is kept; every other member is rejected as ``near_duplicate`` with
+   ``duplicate_of`` and its Jaccard to the representative.
+
+Texts with no shingles (empty or whitespace-only) are singletons. An optional index of
+records kept by earlier runs (:mod:`.index`) takes part as leaders that are never rejected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from curate.dedup.index import NearDupIndex
+from curate.dedup.lsh import band_keys, candidate_pairs, optimal_params
+from curate.dedup.minhash import ShingleParams, Shingles, estimated_jaccard, permutations, shingle, signatures
+from curate.errors import CurateError
+from curate.schema import ID, SOURCE_ID, TEXT, rejects_from
+from curate.stage import StageResult
+
+STAGE = "near_dup"
+REASON = "near_duplicate"
+ESTIMATE_MARGIN = 0.2
+_PART_ROWS = 16_384
+
+
+@dataclass(frozen=True)
+class NearDedupParams:
+    """Near-duplicate settings.
+
+    Attributes:
+        threshold: Jaccard similarity at or above which two texts are near-duplicates.
+        num_perm: MinHash permutations (signature length).
+        seed: seed of the permutations (datasketch's ``seed``).
+        bands, rows: LSH banding; None picks them from the threshold and weights.
+        fp_weight, fn_weight: weights of false positives and negatives when picking bands.
+            Every candidate is verified, so a false positive costs one check while a false
+            negative is a missed duplicate: the defaults favour recall (16 bands of 8 rows
+            at 0.8 and 128 permutations; datasketch's equal weights give 9 x 13).
+        shingles: how texts become shingles.
+        verify: ``exact`` (Jaccard of the shingle sets) or ``estimate`` (of the signatures).
+        keep: ``first``, ``longest`` or ``score:<annotation column>`` (highest kept).
+        max_partners: pairs per bucket member at most (bounds giant buckets).
+        giant_cluster: clusters at least this big are listed in the manifest.
+    """
+
+    threshold: float = 0.8
+    num_perm: int = 128
+    seed: int = 1
+    bands: int | None = None
+    rows: int | None = None
+    fp_weight: float = 0.05
+    fn_weight: float = 0.95
+    shingles: ShingleParams = field(default_factory=ShingleParams)
+    verify: Literal["exact", "estimate"] = "exact"
+    keep: str = "first"
+    max_partners: int = 64
+    giant_cluster: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise CurateError("--threshold must be strictly between 0 and 1")
+        if self.num_perm < 2:
+            raise CurateError("--num-perm must be at least 2")
+        if (self.bands is None) != (self.rows is None):
+            raise CurateError("give both --bands and --rows, or neither")
+        if self.bands is not None and (self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm):
+            raise CurateError(f"--bands x --rows must be at most --num-perm ({self.num_perm})")
+        if self.verify not in ("exact", "estimate"):
+            raise CurateError("--verify must be exact or estimate")
+        if not (self.keep in ("first", "longest") or self.keep.startswith("score:")):
+            raise CurateError("--keep must be first, longest or score:<column>")
+
+    def banding(self) -> tuple[int, int]:
+        if self.bands is not None and self.rows is not None:
+            return self.bands, self.rows
+        return optimal_params(self.threshold, self.num_perm, self.fp_weight, self.fn_weight)
+
+    def as_dict(self) -> dict[str, Any]:
+        bands, rows = self.banding()
+        return {**asdict(self), "bands": bands, "rows": rows}
+
+
+def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.ndarray]:
+    """Shingles and signatures of every text, in slices on a few threads."""
+    a, b = permutations(params.num_perm, params.seed)
+    workers = os.cpu_count() or 1
+
+    def one(part: pl.Series) -> tuple[Shingles, np.ndarray]:
+        shingles = shingle(part, params.shingles)
+        return shingles, signatures(shingles, a, b, workers=1 if workers > 1 else None)
+
+    parts = [texts.slice(start, _PART_ROWS) for start in range(0, texts.len(), _PART_ROWS)] or [texts]
+    with ThreadPoolExecutor(min(workers, len(parts))) as pool:
+        results = list(pool.map(one, parts))
+    hashes = np.concatenate([r[0].hashes for r in results])
+    offsets = [np.zeros(1, dtype=np.int64)]
+    base = 0
+    for shingles, _ in results:
+        offsets.append(shingles.offsets[1:] + base)
+        base += shingles.offsets[-1]
+    sigs = np.concatenate([r[1] for r in results]) if results else np.zeros((0, params.num_perm), np.uint32)
+    return Shingles(hashes, np.concatenate(offsets)), sigs
+
+
+def _priority(records: pl.DataFrame, keep: str, scores: pl.DataFrame | None) -> np.ndarray:
+    """Rank of each record under the keep policy (0 = kept first); ties by input order."""
+    order = pl.DataFrame({"i": np.arange(records.height)})
+    if keep == "first":
+        return np.arange(records.height)
+    if keep == "longest":
+        order = order.with_columns(records[TEXT].str.len_chars().fill_null(0).alias("v"))
+    else:
+        column = keep.split(":", 1)[1]
+        if scores is None or column not in scores.columns:
+            raise CurateError(f"--keep {keep}: no annotation column {column!r} for these records")
+        values = records.select(ID).join(scores.select(ID, column), on=ID, how="left", maintain_order="left")
+        order = order.with_columns(values[column].cast(pl.Float64).alias("v"))
+    ranked = order.sort(["v", "i"], descending=[True, False], nulls_last=True)["i"].to_numpy()
+    rank = np.empty(records.height, dtype=np.int64)
+    rank[ranked] = np.arange(records.height)
+    return rank
+
+
+class _SortedShingles:
+    """Sorted distinct shingle hashes per record, computed on first use."""
+
+    def __init__(self, shingles: Shingles) -> None:
+        self._shingles = shingles
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, doc: int) -> np.ndarray:
+        found = self._cache.get(doc)
+        if found is None:
+            found = np.unique(self._shingles.of(doc))
+            self._cache[doc] = found
+        return found
+
+    def jaccard(self, left: int, right: int) -> float:
+        a, b = self[left], self[right]
+        if a.size == 0 or b.size == 0:
+            return 0.0
+        inter = np.intersect1d(a, b, assume_unique=True).size
+        return inter / (a.size + b.size - inter)
+
+
+def near_duplicates(
+    records: pl.DataFrame,
+    params: NearDedupParams | None = None,
+    index: NearDupIndex | None = None,
+    scores: pl.DataFrame | None = None,
+) -> StageResult:
+    params = params or NearDedupParams()
+    bands, rows = params.banding()
+    n = records.height
+    shingles, sigs = sign_texts(records[TEXT], params)
+    counts = shingles.counts
+    sets = _SortedShingles(shingles)
+    rank = _priority(records, params.keep, scores)
+
+    # Nodes: one per distinct signature among texts with shingles; index entries come first.
+    has = np.flatnonzero(counts > 0)
+    full_key = band_keys(sigs[has], 1, params.num_perm)[:, 0] if has.size else np.zeros(0, np.uint64)
+    groups = (
+        pl.DataFrame({"doc": has, "key": full_key, "rank": rank[has]})
+        .group_by("key", maintain_order=True)
+        .agg(pl.col("doc"), pl.col("rank").min().alias("best"))
+    )
+    node_docs: list[np.ndarray] = [d.to_numpy() for d in groups["doc"]]
+    node_first = np.array([d[0] for d in node_docs], dtype=np.int64)
+    node_best = groups["best"].to_numpy()
+    node_sigs = sigs[node_first] if node_first.size else np.zeros((0, params.num_perm), np.uint32)
+    ids = records[ID].to_list()
+    if index is not None:
+        prior_ids, prior_sigs, prior_pairs = index.candidates(node_sigs, exclude=set(ids))
+    else:
+        prior_ids, prior_sigs, prior_pairs = [], np.zeros((0, params.num_perm), np.uint32), np.zeros((0, 2), np.int64)
+    n_prior = len(prior_ids)
+    all_sigs = np.concatenate([prior_sigs, node_sigs])
+
+    pairs = candidate_pairs(band_keys(node_sigs, bands, rows), np.arange(node_sigs.shape[0]), params.max_partners)
+    pairs = np.concatenate([prior_pairs[:, ::-1] + np.array([0, n_prior]), pairs + n_prior]) if n_prior else pairs
+    estimate = (
+        np.concatenate(
+            [
+                estimated_jaccard(all_sigs[pairs[i : i + 65536, 0]], all_sigs[pairs[i : i + 65536, 1]])
+                for i in range(0, len(pairs), 65536)
+            ]
+        )
+        if len(pairs)
+        else np.zeros(0)
+    )
+
+    edges: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    verified = 0
+    for (left, right), est in zip(pairs.tolist(), estimate.tolist(), strict=True):
+        if params.verify == "exact" and left >= n_prior:
+            if est < params.threshold - ESTIMATE_MARGIN:
+                continue
+            similarity = sets.jaccard(int(node_first[left - n_prior]), int(node_first[right - n_prior]))
+        else:
+            similarity = est
+        if similarity >= params.threshold:
+            edges[left].append((right, similarity))
+            edges[right].append((left, similarity))
+            verified += 1
+
+    # Leaders: prior nodes first (already kept), then nodes by their best record's rank.
+    order = list(range(n_prior)) + [n_prior + i for i in np.argsort(node_best, kind="stable").tolist()]
+    leader_of: dict[int, int] = {}
+    for node in order:
+        if node in leader_of or node not in edges:
+            continue
+        leader_of[node] = node
+        for neighbour, _ in sorted(edges[node], key=lambda e: (-e[1], e[0])):
+            if neighbour not in leader_of and neighbour >= n_prior:
+                leader_of[neighbour] = node
+
+    cluster = np.arange(n)  # a record's representative record (or -1 - prior index)
+    for node_index, docs in enumerate(node_docs):
+        node = node_index + n_prior
+        leader = leader_of.get(node, node)
+        if leader < n_prior:
+            rep = -1 - leader
+        else:
+            leader_docs = node_docs[leader - n_prior]
+            rep = int(leader_docs[np.argmin(rank[leader_docs])])
+        cluster[docs] = rep
+
+    duplicate_of: list[str | None] = [None] * n
+    similarity_of: list[float | None] = [None] * n
+    members = np.flatnonzero(cluster != np.arange(n))
+    for doc in members.tolist():
+        rep = int(cluster[doc])
+        if rep < 0:
+            prior_node = -1 - rep
+            duplicate_of[doc] = prior_ids[prior_node]
+            similarity_of[doc] = float(estimated_jaccard(sigs[doc], prior_sigs[prior_node]))
+        else:
+            duplicate_of[doc] = ids[rep]
+            similarity_of[doc] = (
+                sets.jaccard(doc, rep) if params.verify == "exact" else float(estimated_jaccard(sigs[doc], sigs[rep]))
+            )
+
+    cluster_ids = [prior_ids[-1 - c] if c < 0 else ids[c] for c in cluster.tolist()]
+    annotations = pl.DataFrame(
+        {
+            ID: records[ID],
+            SOURCE_ID: records[SOURCE_ID],
+            "cluster_id": pl.Series(cluster_ids, dtype=pl.String),
+            "duplicate_of": pl.Series(duplicate_of, dtype=pl.String),
+            "similarity": pl.Series(similarity_of, dtype=pl.Float64),
+        }
+    )
+    sizes = annotations.group_by("cluster_id").len("size")
+    if prior_ids:
+        from_index = pl.col("cluster_id").is_in(prior_ids).cast(pl.UInt32)
+        sizes = sizes.with_columns((pl.col("size") + from_index).alias("size"))
+    annotations = (
+        annotations.join(sizes, on="cluster_id", how="left", maintain_order="left")
+        .rename({"size": "cluster_size"})
+        .select(ID, SOURCE_ID, "cluster_id", pl.col("cluster_size").cast(pl.Int64), "duplicate_of", "similarity")
+    )
+
+    is_member = np.zeros(n, dtype=bool)
+    is_member[members] = True
+    mask = pl.Series(is_member)
+    rejected = records.filter(mask).with_columns(
+        annotations.filter(mask)["duplicate_of"].alias("_rep"), annotations.filter(mask)["similarity"].alias("_sim")
+    )
+    rejects = rejects_from(
+        rejected,
+        STAGE,
+        REASON,
+        detail=pl.format("jaccard {} with {}", pl.col("_sim").round(4), pl.col("_rep")),
+        duplicate_of=pl.col("_rep"),
+    )
+    multi = sizes.filter(pl.col("size") > 1).sort(["size", "cluster_id"], descending=[True, False])
+    stats = {
+        "bands": bands,
+        "rows": rows,
+        "no_shingles": int((counts == 0).sum()),
+        "truncated": int((counts >= params.shingles.max_shingles).sum()),
+        "nodes": len(node_docs),
+        "candidate_pairs": len(pairs),
+        "verified_edges": verified,
+        "clusters_with_duplicates": multi.height,
+        "largest_clusters": multi.head(5).rows(named=True),
+        "giant_clusters": multi.filter(pl.col("size") >= params.giant_cluster).rows(named=True),
+    }
+    result = StageResult(STAGE, params.as_dict(), n, records.filter(~mask), rejects, annotations)
+    result.stats = stats
+    result.signatures = sigs
+    return result
