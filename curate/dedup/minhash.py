@@ -139,7 +139,7 @@ def tokenize(texts: pl.Series, params: ShingleParams) -> tuple[pl.Series, np.nda
 
 
 def token_hashes(tokens: pl.Series) -> np.ndarray:
-    """Hash each distinct token once (SHA-1, first 4 bytes little-endian) and map back."""
+    """The hash of every token (SHA-1, first 4 bytes little-endian), each distinct one hashed once."""
     if tokens.len() == 0:
         return np.zeros(0, dtype=np.uint32)
     codes = tokens.cast(pl.Categorical).to_physical()
@@ -170,7 +170,11 @@ class Shingles:
 def shingle(texts: pl.Series, params: ShingleParams) -> Shingles:
     """Shingle hashes of every text (vectorized token mixing, see :func:`shingle_hash32`)."""
     tokens, counts = tokenize(texts, params)
-    th = token_hashes(tokens)
+    return compose(token_hashes(tokens), counts, params)
+
+
+def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams) -> Shingles:
+    """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
     n = params.ngram
     per_text = np.minimum(np.where(counts >= n, counts - n + 1, np.minimum(counts, 1)), params.max_shingles)
     offsets = np.concatenate([[0], np.cumsum(per_text)]).astype(np.int64)
@@ -213,12 +217,15 @@ def _mix_step(h: np.ndarray, token: np.ndarray, scratch: np.ndarray) -> None:
     h *= np.uint32(_MIX_MUL)
 
 
-def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None) -> np.ndarray:
+def signatures(
+    shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None, block: int = 32_768
+) -> np.ndarray:
     """MinHash signatures (uint32, one row per text); texts without shingles get all MAX_HASH.
 
-    One permutation at a time over all shingles (a multiply, an add and a segmented minimum,
-    each a single numpy pass), with the permutations split across threads: numpy releases the
-    GIL in these loops, so the cores work in parallel.
+    Texts are taken in blocks of about ``block`` shingles (cut at text boundaries, so the
+    block stays in cache); within a block, one permutation at a time is a multiply, an add
+    and a segmented minimum over the block. Blocks are spread over threads: numpy releases
+    the GIL in these loops.
     """
     n_texts = shingles.offsets.size - 1
     out = np.full((n_texts, a.size), MAX_HASH, dtype=np.uint32)
@@ -226,25 +233,34 @@ def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | 
     if present.size == 0:
         return out
     mixed = fmix32(shingles.hashes)
-    starts = shingles.offsets[present]
-    found = np.empty((a.size, present.size), dtype=np.uint32)
+    offsets = shingles.offsets
+    ends = offsets[present + 1]
+    blocks = []
+    i = 0
+    while i < present.size:
+        j = max(int(np.searchsorted(ends, offsets[present[i]] + block, side="right")), i + 1)
+        blocks.append(present[i:j])
+        i = j
 
-    def run(columns: range) -> None:
-        scratch = np.empty_like(mixed)
-        for j in columns:
-            np.multiply(mixed, a[j], out=scratch)
+    def run(texts: np.ndarray) -> None:
+        lo, hi = offsets[texts[0]], offsets[texts[-1] + 1]
+        segment = mixed[lo:hi]
+        starts = offsets[texts] - lo
+        scratch = np.empty_like(segment)
+        found = np.empty((a.size, texts.size), dtype=np.uint32)
+        for j in range(a.size):
+            np.multiply(segment, a[j], out=scratch)
             scratch += b[j]
             found[j] = np.minimum.reduceat(scratch, starts)
+        out[texts] = found.T
 
-    workers = max(1, min(workers or os.cpu_count() or 1, a.size))
-    step = -(-a.size // workers)
-    parts = [range(i, min(i + step, a.size)) for i in range(0, a.size, step)]
-    if len(parts) == 1:
-        run(parts[0])
+    workers = max(1, min(workers or os.cpu_count() or 1, len(blocks)))
+    if workers == 1:
+        for texts in blocks:
+            run(texts)
     else:
-        with ThreadPoolExecutor(len(parts)) as pool:
-            list(pool.map(run, parts))
-    out[present] = found.T
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(run, blocks))
     return out
 
 

@@ -32,7 +32,16 @@ import polars as pl
 
 from curate.dedup.index import NearDupIndex
 from curate.dedup.lsh import band_keys, candidate_pairs, optimal_params
-from curate.dedup.minhash import ShingleParams, Shingles, estimated_jaccard, permutations, shingle, signatures
+from curate.dedup.minhash import (
+    ShingleParams,
+    Shingles,
+    compose,
+    estimated_jaccard,
+    permutations,
+    signatures,
+    token_hashes,
+    tokenize,
+)
 from curate.errors import CurateError
 from curate.schema import ID, SOURCE_ID, TEXT, rejects_from
 from curate.stage import StageResult
@@ -101,24 +110,32 @@ class NearDedupParams:
 
 
 def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.ndarray]:
-    """Shingles and signatures of every text, in slices on a few threads."""
+    """Shingles and signatures of every text.
+
+    Tokenizing and signing run in slices on a few threads (polars and numpy release the GIL);
+    tokens are hashed once for the whole batch, so each distinct token is hashed once.
+    """
     a, b = permutations(params.num_perm, params.seed)
     workers = os.cpu_count() or 1
-
-    def one(part: pl.Series) -> tuple[Shingles, np.ndarray]:
-        shingles = shingle(part, params.shingles)
-        return shingles, signatures(shingles, a, b, workers=1 if workers > 1 else None)
-
     parts = [texts.slice(start, _PART_ROWS) for start in range(0, texts.len(), _PART_ROWS)] or [texts]
     with ThreadPoolExecutor(min(workers, len(parts))) as pool:
-        results = list(pool.map(one, parts))
+        tokenized = list(pool.map(lambda part: tokenize(part, params.shingles), parts))
+        all_tokens = pl.concat([t for t, _ in tokenized]) if tokenized else pl.Series([], dtype=pl.String)
+        th = token_hashes(all_tokens)
+        bounds = np.cumsum([0] + [t.len() for t, _ in tokenized])
+
+        def sign(i: int) -> tuple[Shingles, np.ndarray]:
+            shingles = compose(th[bounds[i] : bounds[i + 1]], tokenized[i][1], params.shingles)
+            return shingles, signatures(shingles, a, b, workers=1)
+
+        results = list(pool.map(sign, range(len(parts))))
     hashes = np.concatenate([r[0].hashes for r in results])
     offsets = [np.zeros(1, dtype=np.int64)]
     base = 0
     for shingles, _ in results:
         offsets.append(shingles.offsets[1:] + base)
         base += shingles.offsets[-1]
-    sigs = np.concatenate([r[1] for r in results]) if results else np.zeros((0, params.num_perm), np.uint32)
+    sigs = np.concatenate([r[1] for r in results])
     return Shingles(hashes, np.concatenate(offsets)), sigs
 
 
