@@ -13,6 +13,7 @@ export DO_NOT_TRACK := 1
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
+	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || echo "warning: could not install redis-server (needed by the Redis index tests)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
@@ -31,6 +32,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/dedup.py
 
 clean:
 	rm -rf $(RUNS) .pytest_cache .ruff_cache

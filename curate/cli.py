@@ -133,16 +133,14 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         records = writer.add(exact_duplicates(records, exact))
     if near is not None:
         from curate.dedup.index import open_index
-        from curate.dedup.near import near_duplicates
+        from curate.dedup.near import add_to_index, near_duplicates
 
         index = open_index(index_location, near) if index_location else None
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
         result = near_duplicates(records, near, index=index, scores=scores)
-        kept = writer.add(result)
+        records = writer.add(result)
         if index is not None:
-            keep = result.annotations["duplicate_of"].is_null().to_numpy()
-            index.add(result.annotations["id"].filter(keep.tolist()).to_list(), result.signatures[keep])
-        records = kept
+            add_to_index(index, result)
     _done(writer.finish(records), args.out)
 
 

@@ -1,7 +1,7 @@
-"""The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> export.
+"""The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> near dedup -> export.
 
-Later stages (near-dedup, filters, scoring, selection, card) join here as they land. The
-flow only wires library calls into tasks; all logic lives in :mod:`curate`.
+Later stages (filters, scoring, selection, card) join here as they land. The flow only wires
+library calls into tasks; all logic lives in :mod:`curate`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
-from curate.funnel import funnel_table
+from curate.dedup.minhash import ShingleParams
+from curate.dedup.near import NearDedupParams, add_to_index, near_duplicates
+from curate.funnel import funnel_table, summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
@@ -32,6 +34,19 @@ def exact_dedup(writer: RunWriter, records, params: ExactDedupParams):
 
 
 @task(cache_policy=NONE)
+def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str | None):
+    from curate.dedup.index import open_index
+
+    opened = open_index(index, params) if index else None
+    result = near_duplicates(records, params, index=opened)
+    kept = writer.add(result)
+    if opened is not None:
+        add_to_index(opened, result)
+    get_run_logger().info("near_dup: %s", result.stats)
+    return kept
+
+
+@task(cache_policy=NONE)
 def export(writer: RunWriter, kept) -> dict[str, Any]:
     return writer.finish(kept)
 
@@ -43,6 +58,13 @@ def curate_alpaca(
     unicode: str = "NFKC",
     casefold: bool = True,
     collapse_whitespace: bool = True,
+    near_threshold: float = 0.8,
+    ngram: int = 5,
+    num_perm: int = 128,
+    bands: int | None = None,
+    rows: int | None = None,
+    keep: str = "first",
+    near_index: str | None = None,
     max_shard_rows: int = 100_000,
     strict: bool = False,
 ) -> dict[str, Any]:
@@ -50,16 +72,28 @@ def curate_alpaca(
     logger = get_run_logger()
     sources = sources or ["alpaca"]
     options = IngestOptions(strict=strict)
-    params = ExactDedupParams(TextNormalization(unicode, casefold, collapse_whitespace))
-    writer = RunWriter(
-        out,
-        "curate-alpaca",
-        {"input": sources, "ingest": options.params(), "exact": params.as_dict()},
-        ExportOptions(max_shard_rows=max_shard_rows),
+    exact = ExactDedupParams(TextNormalization(unicode, casefold, collapse_whitespace))
+    near = NearDedupParams(
+        threshold=near_threshold,
+        num_perm=num_perm,
+        bands=bands,
+        rows=rows,
+        keep=keep,
+        shingles=ShingleParams(ngram=ngram),
     )
+    plan = {
+        "input": sources,
+        "ingest": options.params(),
+        "exact": exact.as_dict(),
+        "near": near.as_dict(),
+        "index": near_index,
+    }
+    writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows))
     try:
         records = ingest(writer, sources, options)
-        manifest = export(writer, exact_dedup(writer, records, params))
+        records = exact_dedup(writer, records, exact)
+        records = near_dedup(writer, records, near, near_index)
+        manifest = export(writer, records)
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
@@ -79,10 +113,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/curate-alpaca")
     args = parser.parse_args()
     result = curate_alpaca(sources=args.sources, out=args.out)
-    manifest = RunDir(args.out).manifest()
-    from curate.funnel import summary
-
-    print(summary(manifest, args.out))
+    print(summary(RunDir(args.out).manifest(), args.out))
     print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
 
 

@@ -18,4 +18,5 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert result == {"run": str(out), "in": 175, "kept": 175, "rejected": 0}
     assert again == result
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup"]
+    assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup", "near_dup"]
+    assert (out / "annotations" / "near_dup.parquet").exists()

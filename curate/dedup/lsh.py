@@ -69,35 +69,27 @@ def candidate_pairs(keys: np.ndarray, nodes: np.ndarray, max_partners: int = 64)
 
     ``nodes`` are the numbers of the rows of ``keys``. In a bucket (members in node order),
     each member is paired with the members before it among the first ``max_partners``, so a
-    bucket of k members costs O(k * max_partners), never O(k**2).
+    bucket of k members costs O(k * max_partners), never O(k**2). Bands are grouped one at
+    a time to bound memory.
     """
-    if nodes.size == 0:
+    found = []
+    for band in range(keys.shape[1]):
+        frame = pl.DataFrame({"key": keys[:, band], "node": nodes.astype(np.int64)})
+        buckets = (
+            frame.group_by("key")
+            .agg(pl.col("node").sort())
+            .filter(pl.col("node").list.len() > 1)
+            .select("node")
+            .with_row_index("bucket")
+            .explode("node")
+            .with_columns(pl.int_range(pl.len()).over("bucket").alias("rank"))
+        )
+        if buckets.height == 0:
+            continue
+        heads = buckets.filter(pl.col("rank") < max_partners).rename({"node": "left", "rank": "left_rank"})
+        found.append(
+            buckets.join(heads, on="bucket").filter(pl.col("left_rank") < pl.col("rank")).select("left", "node")
+        )
+    if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    bands = keys.shape[1]
-    frame = pl.DataFrame(
-        {
-            "band": np.repeat(np.arange(bands, dtype=np.int32)[None, :], nodes.size, axis=0).ravel(),
-            "key": keys.ravel(),
-            "node": np.repeat(nodes.astype(np.int64), bands),
-        }
-    )
-    buckets = (
-        frame.group_by("band", "key")
-        .agg(pl.col("node").sort())
-        .filter(pl.col("node").list.len() > 1)
-        .select("node")
-        .with_row_index("bucket")
-        .explode("node")
-        .with_columns(pl.int_range(pl.len()).over("bucket").alias("rank"))
-    )
-    if buckets.height == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    heads = buckets.filter(pl.col("rank") < max_partners).rename({"node": "left", "rank": "left_rank"})
-    pairs = (
-        buckets.join(heads, on="bucket")
-        .filter(pl.col("left_rank") < pl.col("rank"))
-        .select("left", "node")
-        .unique()
-        .sort("left", "node")
-    )
-    return pairs.to_numpy().astype(np.int64)
+    return pl.concat(found).unique().sort("left", "node").to_numpy().astype(np.int64)

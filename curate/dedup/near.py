@@ -50,6 +50,7 @@ STAGE = "near_dup"
 REASON = "near_duplicate"
 ESTIMATE_MARGIN = 0.2
 _PART_ROWS = 16_384
+_BATCH_ROWS = 131_072
 
 
 @dataclass(frozen=True)
@@ -112,31 +113,40 @@ class NearDedupParams:
 def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.ndarray]:
     """Shingles and signatures of every text.
 
-    Tokenizing and signing run in slices on a few threads (polars and numpy release the GIL);
-    tokens are hashed once for the whole batch, so each distinct token is hashed once.
+    Batches of ``_BATCH_ROWS`` texts bound the memory held by token strings. Within a batch,
+    tokenizing and signing run in slices on a few threads (polars and numpy release the GIL)
+    and tokens are hashed once for the whole batch.
     """
     a, b = permutations(params.num_perm, params.seed)
-    workers = os.cpu_count() or 1
-    parts = [texts.slice(start, _PART_ROWS) for start in range(0, texts.len(), _PART_ROWS)] or [texts]
-    with ThreadPoolExecutor(min(workers, len(parts))) as pool:
-        tokenized = list(pool.map(lambda part: tokenize(part, params.shingles), parts))
-        all_tokens = pl.concat([t for t, _ in tokenized]) if tokenized else pl.Series([], dtype=pl.String)
-        th = token_hashes(all_tokens)
-        bounds = np.cumsum([0] + [t.len() for t, _ in tokenized])
-
-        def sign(i: int) -> tuple[Shingles, np.ndarray]:
-            shingles = compose(th[bounds[i] : bounds[i + 1]], tokenized[i][1], params.shingles)
-            return shingles, signatures(shingles, a, b, workers=1)
-
-        results = list(pool.map(sign, range(len(parts))))
-    hashes = np.concatenate([r[0].hashes for r in results])
+    sigs = np.empty((texts.len(), params.num_perm), dtype=np.uint32)
+    hashes: list[np.ndarray] = []
     offsets = [np.zeros(1, dtype=np.int64)]
     base = 0
-    for shingles, _ in results:
-        offsets.append(shingles.offsets[1:] + base)
-        base += shingles.offsets[-1]
-    sigs = np.concatenate([r[1] for r in results])
-    return Shingles(hashes, np.concatenate(offsets)), sigs
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for batch_start in range(0, texts.len(), _BATCH_ROWS):
+            batch = texts.slice(batch_start, _BATCH_ROWS)
+            parts = [batch.slice(start, _PART_ROWS) for start in range(0, batch.len(), _PART_ROWS)]
+            tokenized = list(pool.map(lambda part: tokenize(part, params.shingles), parts))
+            counts = [c for _, c in tokenized]
+            th = token_hashes(pl.concat([t for t, _ in tokenized]))
+            bounds = np.cumsum([0] + [t.len() for t, _ in tokenized])
+            del tokenized
+
+            def sign(
+                i: int, th: np.ndarray = th, bounds: np.ndarray = bounds, counts: list[np.ndarray] = counts
+            ) -> tuple[Shingles, np.ndarray]:
+                shingles = compose(th[bounds[i] : bounds[i + 1]], counts[i], params.shingles)
+                return shingles, signatures(shingles, a, b, workers=1)
+
+            row = batch_start
+            for shingles, part_sigs in pool.map(sign, range(len(parts))):
+                sigs[row : row + part_sigs.shape[0]] = part_sigs
+                row += part_sigs.shape[0]
+                hashes.append(shingles.hashes)
+                offsets.append(shingles.offsets[1:] + base)
+                base += int(shingles.offsets[-1])
+    all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)
+    return Shingles(all_hashes, np.concatenate(offsets)), sigs
 
 
 def _priority(records: pl.DataFrame, keep: str, scores: pl.DataFrame | None) -> np.ndarray:
@@ -180,6 +190,14 @@ class _SortedShingles:
         return inter / (a.size + b.size - inter)
 
 
+def _keys(sigs: np.ndarray, rows_of: np.ndarray, bands: int, rows: int, chunk: int = 65_536) -> np.ndarray:
+    """Band keys of the signature rows ``rows_of``, a chunk at a time (no full copy)."""
+    keys = np.empty((rows_of.size, bands), dtype=np.uint64)
+    for start in range(0, rows_of.size, chunk):
+        keys[start : start + chunk] = band_keys(sigs[rows_of[start : start + chunk]], bands, rows)
+    return keys
+
+
 def near_duplicates(
     records: pl.DataFrame,
     params: NearDedupParams | None = None,
@@ -193,39 +211,47 @@ def near_duplicates(
     counts = shingles.counts
     sets = _SortedShingles(shingles)
     rank = _priority(records, params.keep, scores)
-
-    # Nodes: one per distinct signature among texts with shingles; index entries come first.
-    has = np.flatnonzero(counts > 0)
-    full_key = band_keys(sigs[has], 1, params.num_perm)[:, 0] if has.size else np.zeros(0, np.uint64)
-    groups = (
-        pl.DataFrame({"doc": has, "key": full_key, "rank": rank[has]})
-        .group_by("key", maintain_order=True)
-        .agg(pl.col("doc"), pl.col("rank").min().alias("best"))
-    )
-    node_docs: list[np.ndarray] = [d.to_numpy() for d in groups["doc"]]
-    node_first = np.array([d[0] for d in node_docs], dtype=np.int64)
-    node_best = groups["best"].to_numpy()
-    node_sigs = sigs[node_first] if node_first.size else np.zeros((0, params.num_perm), np.uint32)
     ids = records[ID].to_list()
+
+    # Nodes: one per distinct signature among texts with shingles (identical signatures are
+    # certain near-copies); index entries, when there is an index, are nodes 0..n_prior-1.
+    has = np.flatnonzero(counts > 0)
+    full_key = _keys(sigs, has, 1, params.num_perm)[:, 0]
+    docs = pl.DataFrame({"doc": has, "key": full_key, "rank": rank[has]})
+    nodes = (
+        docs.group_by("key", maintain_order=True)
+        .agg(
+            pl.col("doc").first().alias("first"),
+            pl.col("doc").sort_by("rank").first().alias("best_doc"),
+            pl.col("rank").min().alias("best"),
+        )
+        .with_row_index("node")
+    )
+    node_first = nodes["first"].to_numpy().astype(np.int64)
+    node_best_doc = nodes["best_doc"].to_numpy().astype(np.int64)
+    node_of_has = docs.join(nodes.select("key", "node"), on="key", how="left", maintain_order="left")["node"]
+    node_of_has = node_of_has.to_numpy().astype(np.int64)
+
     if index is not None:
-        prior_ids, prior_sigs, prior_pairs = index.candidates(node_sigs, exclude=set(ids))
+        prior_ids, prior_sigs, prior_pairs = index.candidates(sigs[node_first], exclude=set(ids))
     else:
         prior_ids, prior_sigs, prior_pairs = [], np.zeros((0, params.num_perm), np.uint32), np.zeros((0, 2), np.int64)
     n_prior = len(prior_ids)
-    all_sigs = np.concatenate([prior_sigs, node_sigs])
 
-    pairs = candidate_pairs(band_keys(node_sigs, bands, rows), np.arange(node_sigs.shape[0]), params.max_partners)
-    pairs = np.concatenate([prior_pairs[:, ::-1] + np.array([0, n_prior]), pairs + n_prior]) if n_prior else pairs
-    estimate = (
-        np.concatenate(
-            [
-                estimated_jaccard(all_sigs[pairs[i : i + 65536, 0]], all_sigs[pairs[i : i + 65536, 1]])
-                for i in range(0, len(pairs), 65536)
-            ]
-        )
-        if len(pairs)
-        else np.zeros(0)
-    )
+    def node_signatures(which: np.ndarray) -> np.ndarray:
+        out = np.empty((which.size, params.num_perm), dtype=np.uint32)
+        from_prior = which < n_prior
+        out[from_prior] = prior_sigs[which[from_prior]]
+        out[~from_prior] = sigs[node_first[which[~from_prior] - n_prior]]
+        return out
+
+    pairs = candidate_pairs(_keys(sigs, node_first, bands, rows), np.arange(node_first.size), params.max_partners)
+    if n_prior:
+        pairs = np.concatenate([prior_pairs[:, ::-1] + np.array([0, n_prior]), pairs + n_prior])
+    estimate = np.zeros(len(pairs))
+    for i in range(0, len(pairs), 65_536):
+        chunk = pairs[i : i + 65_536]
+        estimate[i : i + 65_536] = estimated_jaccard(node_signatures(chunk[:, 0]), node_signatures(chunk[:, 1]))
 
     edges: dict[int, list[tuple[int, float]]] = defaultdict(list)
     verified = 0
@@ -241,37 +267,32 @@ def near_duplicates(
             edges[right].append((left, similarity))
             verified += 1
 
-    # Leaders: prior nodes first (already kept), then nodes by their best record's rank.
-    order = list(range(n_prior)) + [n_prior + i for i in np.argsort(node_best, kind="stable").tolist()]
-    leader_of: dict[int, int] = {}
-    for node in order:
-        if node in leader_of or node not in edges:
+    # Leaders: index nodes first (already kept), then nodes by their best record's rank.
+    leader = np.arange(n_prior + node_first.size)
+    assigned = np.zeros(leader.size, dtype=bool)
+    by_rank = np.argsort(nodes["best"].to_numpy(), kind="stable") + n_prior
+    for node in [*range(n_prior), *by_rank.tolist()]:
+        if assigned[node] or node not in edges:
             continue
-        leader_of[node] = node
+        assigned[node] = True
         for neighbour, _ in sorted(edges[node], key=lambda e: (-e[1], e[0])):
-            if neighbour not in leader_of and neighbour >= n_prior:
-                leader_of[neighbour] = node
+            if not assigned[neighbour] and neighbour >= n_prior:
+                assigned[neighbour] = True
+                leader[neighbour] = node
 
-    cluster = np.arange(n)  # a record's representative record (or -1 - prior index)
-    for node_index, docs in enumerate(node_docs):
-        node = node_index + n_prior
-        leader = leader_of.get(node, node)
-        if leader < n_prior:
-            rep = -1 - leader
-        else:
-            leader_docs = node_docs[leader - n_prior]
-            rep = int(leader_docs[np.argmin(rank[leader_docs])])
-        cluster[docs] = rep
+    # A record's representative: the best record of its leader node (or -1 - index entry).
+    rep_of_node = np.where(leader < n_prior, -1 - leader, node_best_doc[np.maximum(leader - n_prior, 0)])
+    cluster = np.arange(n)
+    cluster[has] = rep_of_node[node_of_has + n_prior]
+    members = np.flatnonzero(cluster != np.arange(n))
 
     duplicate_of: list[str | None] = [None] * n
     similarity_of: list[float | None] = [None] * n
-    members = np.flatnonzero(cluster != np.arange(n))
     for doc in members.tolist():
         rep = int(cluster[doc])
         if rep < 0:
-            prior_node = -1 - rep
-            duplicate_of[doc] = prior_ids[prior_node]
-            similarity_of[doc] = float(estimated_jaccard(sigs[doc], prior_sigs[prior_node]))
+            duplicate_of[doc] = prior_ids[-1 - rep]
+            similarity_of[doc] = float(estimated_jaccard(sigs[doc], prior_sigs[-1 - rep]))
         else:
             duplicate_of[doc] = ids[rep]
             similarity_of[doc] = (
@@ -317,7 +338,8 @@ def near_duplicates(
         "rows": rows,
         "no_shingles": int((counts == 0).sum()),
         "truncated": int((counts >= params.shingles.max_shingles).sum()),
-        "nodes": len(node_docs),
+        "nodes": int(node_first.size),
+        "index_candidates": n_prior,
         "candidate_pairs": len(pairs),
         "verified_edges": verified,
         "clusters_with_duplicates": multi.height,
@@ -328,3 +350,11 @@ def near_duplicates(
     result.stats = stats
     result.signatures = sigs
     return result
+
+
+def add_to_index(index: NearDupIndex, result: StageResult) -> int:
+    """Add the records this stage kept to the index (before the run commits); returns how many."""
+    keep = result.annotations["duplicate_of"].is_null()
+    ids = result.annotations[ID].filter(keep).to_list()
+    index.add(ids, result.signatures[keep.to_numpy()])
+    return len(ids)
