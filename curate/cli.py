@@ -144,6 +144,61 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     _done(writer.finish(records), args.out)
 
 
+def cmd_filter(args: argparse.Namespace) -> None:
+    import json
+
+    from curate.filtering import run_filter
+    from curate.pipeline import UpToDate
+    from curate.recipe import FilterSpec, load_recipe
+    from curate.registry import get
+
+    specs = list(load_recipe(args.recipe).filters) if args.recipe else []
+    for use in args.use or []:
+        specs.append(FilterSpec(use=use))
+    for assignment in args.param or []:
+        key, _, value = assignment.partition("=")
+        stage, _, param = key.partition(".")
+        target = next((s for s in specs if (s.name or s.use) == stage), None)
+        if target is None or not param:
+            raise _usage(f"--param {assignment}: use STAGE.PARAM=VALUE for a filter in the recipe or --use")
+        try:
+            target.params[param] = json.loads(value)
+        except json.JSONDecodeError:
+            target.params[param] = value
+    if not specs:
+        raise _usage("give filters with --recipe YAML or --use NAME (see `curate filters`)")
+    filters = [(spec.name or spec.use, get("filter", spec.use)(**spec.params)) for spec in specs]
+    options = _ingest_options(args)
+    plan = {
+        "input": args.input,
+        "ingest": options.params(),
+        "filters": [
+            {"use": s.use, "name": s.name, "params": f.params.model_dump(mode="json")}
+            for s, (_, f) in zip(specs, filters, strict=True)
+        ],
+    }
+    writer = _writer(args, "filter", plan)
+    try:
+        records = writer.open_input(args.input, options, progress=not args.quiet)
+    except UpToDate:
+        return _up_to_date(args.out)
+    for name, stage in filters:
+        records = writer.add(run_filter(records, stage, name))
+    _done(writer.finish(records), args.out)
+
+
+def cmd_filters(args: argparse.Namespace) -> None:
+    from curate.registry import available, get
+
+    for name in available("filter"):
+        cls = get("filter", name)
+        doc = (cls.__doc__ or cls.__module__).strip().splitlines()[0]
+        print(f"{name:12} {doc}")
+        if args.verbose:
+            for field, info in cls.Params.model_fields.items():
+                print(f"    {field}: {info.annotation} = {info.default!r}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from curate.pipeline import UpToDate
 
@@ -233,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     _export_options(p)
     _input_options(p)
     p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("filter", help="apply filters (language, length, hygiene, quality, pii, ...)")
+    p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+    p.add_argument("--recipe", metavar="YAML", help="a recipe with a filters list")
+    p.add_argument("--use", action="append", metavar="NAME", help="add a filter by name (repeatable)")
+    p.add_argument("--param", action="append", metavar="STAGE.PARAM=VALUE", help="set a filter parameter (JSON)")
+    _export_options(p)
+    _input_options(p)
+    p.set_defaults(func=cmd_filter)
+
+    p = sub.add_parser("filters", help="list the registered filters")
+    p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")
+    p.set_defaults(func=cmd_filters)
 
     p = sub.add_parser("export", help="write the kept records as Parquet shards")
     p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")

@@ -5,6 +5,11 @@ A recipe is the file form of the command-line flags::
     dedup:
       exact: {unicode: NFKC, casefold: true, collapse_whitespace: true}
       near: {threshold: 0.8, ngram: 5, num_perm: 128, mode: word, keep: first}
+    filters:
+      - use: language
+        params: {keep: [en]}
+      - use: length
+        params: {min_words: {output: 1}}
 
 Values given on the command line win over the recipe; the recipe wins over the defaults.
 """
@@ -12,7 +17,7 @@ Values given on the command line win over the recipe; the recipe wins over the d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -53,9 +58,18 @@ class DedupSpec(_Strict):
     near: NearSpec | None = None
 
 
+class FilterSpec(_Strict):
+    """One filter stage: a registry name, its parameters, and optionally a stage name."""
+
+    use: str
+    params: dict[str, Any] = {}
+    name: str | None = None
+
+
 class Recipe(_Strict):
     name: str | None = None
     dedup: DedupSpec | None = None
+    filters: list[FilterSpec] = []
 
 
 def load_recipe(path: str | Path) -> Recipe:
