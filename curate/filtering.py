@@ -81,6 +81,5 @@ def run_filter(records: pl.DataFrame, stage: Filter, name: str | None = None) ->
         detail=pl.col(DETAIL),
     )
     annotations = decided.drop(DETAIL)
-    return StageResult(
-        name, stage.params.model_dump(mode="json"), records.height, records.filter(~rejected), rejects, annotations
-    )
+    kept = stage.rewrite(records.filter(~rejected), annotations.filter(~rejected))
+    return StageResult(name, stage.params.model_dump(mode="json"), records.height, kept, rejects, annotations)

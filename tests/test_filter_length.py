@@ -16,16 +16,24 @@ from tests.conftest import run_cli
 
 
 def instruction_records(rows: list[tuple[str, str, str]]) -> pl.DataFrame:
-    return conform(pl.DataFrame({
-        "id": [f"r{i}" for i in range(len(rows))], "kind": ["instruction"] * len(rows),
-        "instruction": [r[0] for r in rows], "input": [r[1] for r in rows], "output": [r[2] for r in rows],
-        "text": ["\n\n".join(p for p in r if p) for r in rows],
-    }))
+    return conform(
+        pl.DataFrame(
+            {
+                "id": [f"r{i}" for i in range(len(rows))],
+                "kind": ["instruction"] * len(rows),
+                "instruction": [r[0] for r in rows],
+                "input": [r[1] for r in rows],
+                "output": [r[2] for r in rows],
+                "text": ["\n\n".join(p for p in r if p) for r in rows],
+            }
+        )
+    )
 
 
 def test_length_bounds_and_reasons() -> None:
-    records = instruction_records([("Say hi", "", "hi there"), ("A very long instruction here", "", "ok fine"),
-                                   ("x", "", "one")])
+    records = instruction_records(
+        [("Say hi", "", "hi there"), ("A very long instruction here", "", "ok fine"), ("x", "", "one")]
+    )
     stage = get("filter", "length")(min_words={"output": 2}, max_chars={"instruction": 20}, tokenizer="minilm")
     result = run_filter(records, stage)
     result.check()
@@ -53,8 +61,16 @@ def test_cli_filter_with_recipe_and_params(tmp_path: Path, data_dir: Path) -> No
     stage = manifest["stages"][-1]
     assert stage["name"] == "length" and stage["in"] == 175 and stage["in"] == stage["kept"] + stage["rejected"]
     assert pl.read_parquet(out / "annotations" / "length.parquet").height == 175
-    again = run_cli("filter", "alpaca-seed-tasks", "--use", "length", "--param", 'length.min_words={"output": 3}',
-                    "--out", str(tmp_path / "run2"))
+    run_cli(
+        "filter",
+        "alpaca-seed-tasks",
+        "--use",
+        "length",
+        "--param",
+        'length.min_words={"output": 3}',
+        "--out",
+        str(tmp_path / "run2"),
+    )
     assert json.loads((tmp_path / "run2" / "manifest.json").read_text())["stages"][-1]["kept"] == stage["kept"]
     listed = run_cli("filters").stdout
     assert "length" in listed
