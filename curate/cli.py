@@ -199,6 +199,66 @@ def cmd_filters(args: argparse.Namespace) -> None:
                 print(f"    {field}: {info.annotation} = {info.default!r}")
 
 
+def _embedder(args: argparse.Namespace):
+    from scorers.embedding import Embedder, EmbeddingCache, EmbedSettings
+
+    embedder = Embedder(
+        EmbedSettings(
+            model=args.model,
+            device=args.device,
+            precision=args.precision,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+        )
+    )
+    cache = None
+    if not args.no_cache:
+        cache = EmbeddingCache(args.cache or EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
+    return embedder, cache
+
+
+def _embed_plan(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "field": args.field, "max_length": args.max_length, "precision": args.precision}
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from curate.pipeline import UpToDate
+    from scorers.embedding import embed_stage
+
+    options = _ingest_options(args)
+    writer = _writer(args, "embed", {"input": args.input, "ingest": options.params(), "embed": _embed_plan(args)})
+    try:
+        records = writer.open_input(args.input, options, progress=not args.quiet)
+    except UpToDate:
+        return _up_to_date(args.out)
+    embedder, cache = _embedder(args)
+    result, _ = embed_stage(records, embedder, args.field, cache, progress=not args.quiet)
+    print(
+        f"embed: {result.stats['encoded']:,} encoded, {result.stats['from_cache']:,} from cache, "
+        f"{result.stats['truncated']:,} truncated, on {result.stats['device']} ({result.stats['precision']})"
+    )
+    _done(writer.finish(writer.add(result)), args.out)
+
+
+def cmd_semdedup(args: argparse.Namespace) -> None:
+    from curate.pipeline import UpToDate
+    from scorers.embedding import embed_stage
+    from scorers.semdedup import SemDedupParams, semantic_duplicates
+
+    params = SemDedupParams(threshold=args.threshold, clusters=args.clusters, keep=args.keep, seed=args.seed)
+    options = _ingest_options(args)
+    plan = {"input": args.input, "ingest": options.params(), "embed": _embed_plan(args), "semdedup": params.as_dict()}
+    writer = _writer(args, "semdedup", plan)
+    try:
+        records = writer.open_input(args.input, options, progress=not args.quiet)
+    except UpToDate:
+        return _up_to_date(args.out)
+    embedder, cache = _embedder(args)
+    result, vectors = embed_stage(records, embedder, args.field, cache, progress=not args.quiet)
+    records = writer.add(result)
+    _done(writer.finish(writer.add(semantic_duplicates(records, vectors, params))), args.out)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from curate.pipeline import UpToDate
 
@@ -297,6 +357,36 @@ def build_parser() -> argparse.ArgumentParser:
     _export_options(p)
     _input_options(p)
     p.set_defaults(func=cmd_filter)
+
+    for name, helptext in (
+        ("embed", "embed records with a sentence-transformers model (cached)"),
+        ("semdedup", "semantic dedup: k-means over embeddings, cosine within clusters"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+        g = p.add_argument_group("embedding")
+        g.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)")
+        g.add_argument("--field", default="text", help="record column to embed (default text)")
+        g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+        g.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the model's)")
+        g.add_argument("--batch-size", type=int, default=16, help="texts per batch")
+        g.add_argument("--cache", metavar="DIR", help="embedding cache (default ~/.cache/curate/embeddings)")
+        g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+        if name == "semdedup":
+            g = p.add_argument_group("semdedup")
+            g.add_argument("--threshold", type=float, default=0.95, help="cosine at or above which to dedup")
+            g.add_argument("--clusters", type=int, help="k-means clusters (default: one per 100 records)")
+            g.add_argument(
+                "--keep",
+                default="hard",
+                choices=["hard", "easy", "first"],
+                help="which of a group to keep: hard (farthest from centroid), easy, first",
+            )
+            g.add_argument("--seed", type=int, default=0, help="k-means seed")
+        _export_options(p)
+        _input_options(p)
+        p.set_defaults(func=cmd_embed if name == "embed" else cmd_semdedup)
 
     p = sub.add_parser("filters", help="list the registered filters")
     p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")

@@ -55,14 +55,16 @@ class EmbedSettings:
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         precision: ``auto`` (fp16 on CUDA; bf16 on CPU only if it passes the check), or forced.
         max_length: truncate to this many tokens (None: the model's own maximum).
-        batch_tokens: padded tokens per batch (length-sorted batches of similar texts).
+        batch_size: texts per batch (batches hold texts of about the same token length).
+        batch_tokens: padded tokens per batch at most (smaller batches for long texts).
     """
 
     model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Precision = "auto"
     max_length: int | None = None
-    batch_tokens: int = 16_384
+    batch_size: int = 16
+    batch_tokens: int = 8_192
 
     def model_name(self) -> str:
         return self.model or DEFAULT_EMBEDDER
@@ -88,7 +90,7 @@ class Embedder:
         self.path = resolve_model(self.settings.model)
         self._model: Any = None
         self.device = "cpu"
-        self.precision = "fp32"
+        self._precision: str | None = None
         self.check_cosine: float | None = None
 
     @property
@@ -115,9 +117,17 @@ class Embedder:
             model.max_seq_length = self.settings.max_length
         model.eval()
         self._model = model
-        self.precision = self._choose_precision()
-        if self.precision == "fp16":
-            model.half()
+
+    @property
+    def precision(self) -> str:
+        """Chosen on first use (the CPU check encodes a few texts twice), so a run that finds
+        everything in the cache never pays for it."""
+        if self._precision is None:
+            self.model  # noqa: B018 - loads the model and picks the device
+            self._precision = self._choose_precision()
+            if self._precision == "fp16":
+                self.model.half()
+        return self._precision
 
     def _choose_precision(self) -> str:
         wanted = self.settings.precision
@@ -142,15 +152,20 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        return int(self.model.get_embedding_dimension())
 
     @property
     def max_length(self) -> int:
         return int(self.model.max_seq_length)
 
     def key(self) -> str:
-        """Names the vectors this embedder produces: model, its files, truncation, precision class."""
-        meta = {"model": self.settings.model_name(), "max_length": self.max_length, "precision": self.precision}
+        """Names the vectors this embedder produces: model, its files, truncation, and fp16 or not
+        (bf16 on CPU is only used when it matches fp32 to a cosine of 0.999, so it shares fp32's key)."""
+        meta = {
+            "model": self.settings.model_name(),
+            "max_length": self.max_length,
+            "half": self.settings.precision == "fp16" or (self.device == "cuda" and self.settings.precision == "auto"),
+        }
         config = Path(self.path) / "config.json"
         if config.exists():
             meta["config"] = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
@@ -168,31 +183,33 @@ class Embedder:
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
-            vectors = self.model.encode(
-                texts,
-                batch_size=len(texts),
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+            # The model's own module stack (transformer, pooling, normalize) on a batch we
+            # already sorted: exact for any sentence-transformers model, no re-sorting.
+            features = self.model.preprocess(texts)
+            features = {k: (v.to(self.device) if hasattr(v, "to") else v) for k, v in features.items()}
+            vectors = self.model.forward(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors.float(), dim=1)
+        return vectors.cpu().numpy().astype(np.float32, copy=False)
 
     def token_lengths(self, texts: list[str]) -> np.ndarray:
         tokenizer = self.model.tokenizer
-        lengths = tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True)["length"]
+        lengths = tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True, verbose=False)[
+            "length"
+        ]
         return np.asarray(lengths, dtype=np.int64)
 
     def batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
-        """Positions in length order, grouped so each batch pads to at most ``batch_tokens``."""
+        """Positions in exact token-length order, ``batch_size`` at a time (fewer for long texts,
+        so a batch pads to at most ``batch_tokens``)."""
         order = np.argsort(lengths, kind="stable")
         capped = np.maximum(np.minimum(lengths[order], self.max_length), 1).tolist()
-        budget = self.settings.batch_tokens
+        size, budget = self.settings.batch_size, self.settings.batch_tokens
         start = 0
         while start < len(capped):
-            end = start + 1
-            # Sorted ascending, so the newest member is the longest: the batch pads to it.
-            while end < len(capped) and capped[end] * (end - start + 1) <= budget:
-                end += 1
+            end = min(start + size, len(capped))
+            # Sorted ascending, so the last member is the longest: the batch pads to it.
+            while end > start + 1 and capped[end - 1] * (end - start) > budget:
+                end -= 1
             yield order[start:end]
             start = end
 
@@ -292,5 +309,52 @@ def embed_records(
             cache.add([ids[i] for i in part], vectors[part])
         meter.advance(part.size)
     meter.close()
-    stats.extra = {"device": embedder.device, "precision": embedder.precision, "check_cosine": embedder.check_cosine}
+    stats.extra = {
+        "device": embedder.device,
+        "precision": embedder._precision or "not needed",
+        "check_cosine": embedder.check_cosine,
+    }
     return vectors, stats
+
+
+def embed_stage(
+    records: pl.DataFrame,
+    embedder: Embedder,
+    column: str = "text",
+    cache: EmbeddingCache | None = None,
+    progress: bool = False,
+) -> tuple[Any, np.ndarray]:
+    """The ``embed`` stage: keeps every record, annotates ``embedding``; returns (result, vectors)."""
+    from curate.schema import empty_rejects
+    from curate.stage import StageResult
+
+    if column not in records.columns:
+        raise CurateError(f"cannot embed column {column!r}: records have {', '.join(records.columns)}")
+    vectors, stats = embed_records(records, embedder, column, cache, progress)
+    annotations = pl.DataFrame(
+        {
+            "id": records["id"],
+            "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, embedder.dimension)),
+        }
+    )
+    params = {
+        "model": embedder.settings.model_name(),
+        "column": column,
+        "key": embedder.key(),
+        "max_length": embedder.max_length,
+        "batch_size": embedder.settings.batch_size,
+    }
+    result = StageResult("embed", params, records.height, records, empty_rejects(), annotations)
+    result.stats = {
+        "device": embedder.device,
+        "precision": embedder.precision,
+        "check_cosine": embedder.check_cosine,
+        "texts": stats.texts,
+        "encoded": stats.encoded,
+        "from_cache": stats.from_cache,
+        "duplicates": stats.duplicates,
+        "truncated": stats.truncated,
+        "empty": stats.empty,
+        "seconds": round(stats.seconds, 2),
+    }
+    return result, vectors

@@ -18,7 +18,7 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("CURATE_DATA_DIR", str(DATA_DIR))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.fail(f"shared data not found at {DATA_DIR}; set CURATE_DATA_DIR")
