@@ -193,7 +193,7 @@ def cmd_filters(args: argparse.Namespace) -> None:
     for name in available("filter"):
         cls = get("filter", name)
         doc = (cls.__doc__ or cls.__module__).strip().splitlines()[0]
-        print(f"{name:12} {doc}")
+        print(f"{name:16} {doc}")
         if args.verbose:
             for field, info in cls.Params.model_fields.items():
                 print(f"    {field}: {info.annotation} = {info.default!r}")

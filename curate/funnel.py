@@ -37,7 +37,7 @@ def funnel_table(manifest: dict[str, Any], markdown: bool = False) -> str:
         return "\n".join(lines)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
     fmt = "  ".join(f"{{:{'<' if i in (0, 4) else '>'}{w}}}" for i, w in enumerate(widths))
-    return "\n".join([fmt.format(*header), *(fmt.format(*row) for row in body)])
+    return "\n".join(line.rstrip() for line in [fmt.format(*header), *(fmt.format(*row) for row in body)])
 
 
 def summary(manifest: dict[str, Any], root: str) -> str:

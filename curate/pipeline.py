@@ -92,19 +92,23 @@ class RunWriter:
         ingest = Ingest(specs, options)
         if self.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.run)
+        frames: list[pl.DataFrame] = []
+        self._ingest(ingest, frames.append, progress)
+        return pl.concat(frames, rechunk=True) if frames else empty_records()
+
+    def _ingest(self, ingest: Ingest, keep: Callable[[pl.DataFrame], None], progress: bool) -> None:
+        """Run an ingest into this run: kept batches to ``keep``, rejects streamed to their file."""
         self.run.prepare()
         meter = Progress("ingest", enabled=progress)
-        frames = []
         sink = StreamingParquet(self.run.rejects_path("ingest"), REJECT_SCHEMA)
         for records, rejects in ingest.batches():
-            frames.append(records)
+            keep(records)
             sink.write(rejects)
             meter.advance(records.height + rejects.height)
         meter.close()
         sink.close()
         self.manifest["inputs"] = ingest.inputs
         self._add_stage(ingest.stage_record(), rejects_path=sink.path)
-        return pl.concat(frames, rechunk=True) if frames else empty_records()
 
     def _continue(self, source: RunDir) -> pl.DataFrame:
         previous = source.manifest()
@@ -129,17 +133,8 @@ class RunWriter:
         if self.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.run)
         self.run.prepare()
-        meter = Progress("ingest", enabled=progress)
         shards = ShardWriter(self.run.data_dir, self.export_options.max_shard_rows, self.export_options.max_shard_bytes)
-        sink = StreamingParquet(self.run.rejects_path("ingest"), REJECT_SCHEMA)
-        for records, rejects in ingest.batches():
-            shards.write(records)
-            sink.write(rejects)
-            meter.advance(records.height + rejects.height)
-        meter.close()
-        sink.close()
-        self.manifest["inputs"] = ingest.inputs
-        self._add_stage(ingest.stage_record(), rejects_path=sink.path)
+        self._ingest(ingest, shards.write, progress)
         self.manifest["outputs"]["data"] = shards.publish(RECORD_SCHEMA)
         self._commit()
 

@@ -11,13 +11,8 @@ answers *something* for "ok thx", and that guess would reject short records at r
 
 from __future__ import annotations
 
-import math
-import multiprocessing
-import os
 import re
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Literal
 
 import polars as pl
@@ -26,6 +21,7 @@ from langdetect.lang_detect_exception import LangDetectException
 from pydantic import Field
 
 from curate.filtering import DETAIL, REJECT, Filter, FilterParams, first_failing
+from curate.parallel import map_distinct
 from curate.registry import register
 from curate.schema import ID
 
@@ -73,10 +69,6 @@ def _detect_one(text: str, min_chars: int) -> tuple[str, float, str]:
     return ranked[0].lang, float(ranked[0].prob), OK
 
 
-def _detect_chunk(texts: list[str], min_chars: int) -> list[tuple[str, float, str]]:
-    return [_detect_one(text, min_chars) for text in texts]
-
-
 def detect_languages(
     texts: list[str | None], workers: int | None = None, min_chars: int = 20, *, chunk_size: int = CHUNK_SIZE
 ) -> tuple[list[str], list[float], list[str]]:
@@ -87,23 +79,14 @@ def detect_languages(
     spawned, not forked (polars is not fork-safe); a pool that breaks (a script without an
     ``if __name__ == "__main__"`` guard) falls back to detecting here, with a warning.
     """
-    workers = workers or os.cpu_count() or 1
-    distinct = list(dict.fromkeys(text or "" for text in texts))
-    results = None
-    if workers > 1 and len(distinct) > chunk_size:
-        n_chunks = math.ceil(math.ceil(len(distinct) / chunk_size) / workers) * workers
-        size = math.ceil(len(distinct) / n_chunks)
-        chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
-        context = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
-                results = [row for rows in pool.map(_detect_chunk, chunks, [min_chars] * len(chunks)) for row in rows]
-        except BrokenProcessPool as exc:
-            warnings.warn(f"language: process pool failed ({exc}); detecting in one process", stacklevel=2)
-    if results is None:
-        results = _detect_chunk(distinct, min_chars)
-    by_text = dict(zip(distinct, results, strict=True))
-    rows = [by_text[text or ""] for text in texts]
+    rows = map_distinct(
+        partial(_detect_one, min_chars=min_chars),
+        texts,
+        workers,
+        chunk_size,
+        min_parallel=chunk_size + 1,
+        label="language",
+    )
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
 
 

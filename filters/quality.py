@@ -24,18 +24,12 @@ Every measure is annotated for every record; a threshold of None switches its ru
 
 from __future__ import annotations
 
-import math
-import multiprocessing
 import operator
-import os
 import re
 import string
-import warnings
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from itertools import compress
 from typing import Literal
@@ -44,6 +38,7 @@ import polars as pl
 from pydantic import Field
 
 from curate.filtering import DETAIL, REJECT, Filter, FilterParams, first_failing
+from curate.parallel import map_distinct
 from curate.registry import register
 from curate.schema import ID
 
@@ -223,37 +218,15 @@ def c4_measures(text: str, min_words_per_line: int = 5) -> tuple:
     )
 
 
-def _measure_chunk(measure: Callable[[str], tuple], texts: list[str]) -> list[tuple]:
-    return [measure(text) for text in texts]
-
-
 def _measure(
     texts: list[str | None], measure: Callable[[str], tuple], schema: dict[str, pl.DataType], workers: int | None
 ) -> pl.DataFrame:
-    """Measure each distinct text once (corpora repeat a lot), over a process pool when there are many.
+    """Measure each distinct text once, over a process pool when there are many.
 
-    ``measure`` must be picklable (a module function or a ``functools.partial`` of one). Workers
-    are spawned, not forked (polars is not fork-safe); starting them costs about a second, so
-    inputs under PARALLEL_MIN distinct texts are measured here. A pool that breaks (a script
-    without an ``if __name__ == "__main__"`` guard) falls back to measuring here, with a warning.
+    ``measure`` must be picklable (a module function or a ``functools.partial`` of one).
     """
-    distinct = list(dict.fromkeys(text or "" for text in texts))
-    workers = workers or os.cpu_count() or 1
-    results = None
-    if workers > 1 and len(distinct) >= PARALLEL_MIN:
-        n_chunks = math.ceil(math.ceil(len(distinct) / CHUNK_SIZE) / workers) * workers
-        size = math.ceil(len(distinct) / n_chunks)
-        chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
-        context = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
-                results = [row for rows in pool.map(partial(_measure_chunk, measure), chunks) for row in rows]
-        except BrokenProcessPool as exc:
-            warnings.warn(f"quality: process pool failed ({exc}); measuring in one process", stacklevel=2)
-    if results is None:
-        results = _measure_chunk(measure, distinct)
-    by_text = dict(zip(distinct, results, strict=True))
-    return pl.DataFrame([by_text[text or ""] for text in texts], schema=schema, orient="row")
+    rows = map_distinct(measure, texts, workers, CHUNK_SIZE, PARALLEL_MIN, label="quality")
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 _FLOATS = {name for name, dtype in {**GOPHER_MEASURES, **C4_MEASURES}.items() if dtype == pl.Float64()}

@@ -1,12 +1,14 @@
-"""The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> near dedup -> export.
+"""The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> near dedup -> filters
+-> export.
 
-Later stages (filters, scoring, selection, card) join here as they land. The flow only wires
+Later stages (scoring, selection, card) join here as they land. The flow only wires
 library calls into tasks; all logic lives in :mod:`curate`.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,7 +22,10 @@ from curate.funnel import funnel_table, summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
+from curate.recipe import load_recipe
 from curate.run import RunDir
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
 
 
 @task(cache_policy=NONE)
@@ -47,6 +52,14 @@ def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str |
 
 
 @task(cache_policy=NONE)
+def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], name: str):
+    from curate.filtering import run_filter
+    from curate.registry import get
+
+    return writer.add(run_filter(records, get("filter", use)(**params), name))
+
+
+@task(cache_policy=NONE)
 def export(writer: RunWriter, kept) -> dict[str, Any]:
     return writer.finish(kept)
 
@@ -67,9 +80,14 @@ def curate_alpaca(
     near_index: str | None = None,
     max_shard_rows: int = 100_000,
     strict: bool = False,
+    recipe: str | None = None,
 ) -> dict[str, Any]:
-    """Curate an instruction dataset; returns the run's record counts and where it is."""
+    """Curate an instruction dataset; returns the run's record counts and where it is.
+
+    ``recipe`` (a YAML path) supplies the filters; the default is curate/recipes/curate-alpaca.yaml.
+    """
     logger = get_run_logger()
+    steps = load_recipe(recipe or DEFAULT_RECIPE).filters
     sources = sources or ["alpaca"]
     options = IngestOptions(strict=strict)
     exact = ExactDedupParams(TextNormalization(unicode, casefold, collapse_whitespace))
@@ -93,6 +111,8 @@ def curate_alpaca(
         records = ingest(writer, sources, options)
         records = exact_dedup(writer, records, exact)
         records = near_dedup(writer, records, near, near_index)
+        for step in steps:
+            records = filter_stage(writer, records, step.use, step.params, step.name or step.use)
         manifest = export(writer, records)
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)

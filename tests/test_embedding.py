@@ -108,9 +108,14 @@ def test_faiss_paths_on_cpu() -> None:
 
 
 def test_semdedup_contract(embedder: Embedder) -> None:
-    texts = ["How do I bake sourdough bread at home?", "How can I bake sourdough bread at home?",
-             "What is the capital of France?", "Explain quantum entanglement simply.",
-             "What's the capital city of France?", ""]
+    texts = [
+        "How do I bake sourdough bread at home?",
+        "How can I bake sourdough bread at home?",
+        "What is the capital of France?",
+        "Explain quantum entanglement simply.",
+        "What's the capital city of France?",
+        "",
+    ]
     frame = records(texts)
     vectors = embedder.encode(texts)
     result = semantic_duplicates(frame, vectors, SemDedupParams(threshold=0.9, clusters=2, keep="first"))
