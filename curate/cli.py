@@ -46,15 +46,22 @@ def _ingest_options(args: argparse.Namespace):
 
 
 def _writer(args: argparse.Namespace, command: str, plan: dict):
+    import shlex
+    import sys
+
     from curate.pipeline import ExportOptions, RunWriter
 
-    return RunWriter(args.out, command, plan, ExportOptions(max_shard_rows=args.max_shard_rows))
+    invocation = shlex.join(["curate", *sys.argv[1:]])
+    return RunWriter(args.out, command, plan, ExportOptions(max_shard_rows=args.max_shard_rows), invocation)
 
 
 def _done(manifest: dict, out: str) -> None:
     from curate.funnel import summary
+    from dataset_cards.card import write_card
 
+    card = write_card(out)
     print(summary(manifest, out))
+    print(f"  card: {card} (figures in {out}/figures/)")
 
 
 def _up_to_date(out: str) -> None:
@@ -294,6 +301,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def cmd_card(args: argparse.Namespace) -> None:
+    from dataset_cards.card import write_card
+
+    card = write_card(args.run)
+    print(f"wrote {card} and {args.run}/figures/")
+
+
 def cmd_datasets(args: argparse.Namespace) -> None:
     from curate import catalog
 
@@ -403,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--markdown", action="store_true", help="a markdown table")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("card", help="(re)write the run's dataset card, RUN/README.md, and its figures")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("datasets", help="list the dataset registry")
     p.set_defaults(func=cmd_datasets)

@@ -42,7 +42,12 @@ class RunWriter:
     """Collects one command's work into ``out`` and commits it atomically."""
 
     def __init__(
-        self, out: Path | str, command: str, plan: dict[str, Any], export: ExportOptions | None = None
+        self,
+        out: Path | str,
+        command: str,
+        plan: dict[str, Any],
+        export: ExportOptions | None = None,
+        invocation: str | None = None,
     ) -> None:
         self.run = RunDir(out)
         self.command = command
@@ -52,6 +57,7 @@ class RunWriter:
         self.manifest: dict[str, Any] = {
             "format": FORMAT,
             "command": command,
+            "invocation": invocation,
             "fingerprint": None,
             "inputs": [],
             "stages": [],

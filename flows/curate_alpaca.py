@@ -60,6 +60,13 @@ def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], n
 
 
 @task(cache_policy=NONE)
+def card(out: str) -> str:
+    from dataset_cards.card import write_card
+
+    return str(write_card(out))
+
+
+@task(cache_policy=NONE)
 def export(writer: RunWriter, kept) -> dict[str, Any]:
     return writer.finish(kept)
 
@@ -117,10 +124,11 @@ def curate_alpaca(
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
+    card_path = card(out)
     table = funnel_table(manifest, markdown=True)
     create_markdown_artifact(
         key="curate-alpaca-funnel",
-        markdown=f"# curate-alpaca funnel\n\n{table}\n\nRun: `{out}`",
+        markdown=f"# curate-alpaca funnel\n\n{table}\n\nRun: `{out}`; card: `{card_path}`",
         description="stage, in, kept, rejected by reason",
     )
     logger.info("funnel:\n%s", funnel_table(manifest))
@@ -134,6 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     result = curate_alpaca(sources=args.sources, out=args.out)
     print(summary(RunDir(args.out).manifest(), args.out))
+    print(f"  card: {args.out}/README.md (figures in {args.out}/figures/)")
     print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
 
 

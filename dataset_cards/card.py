@@ -1,0 +1,433 @@
+"""Every run directory documents itself: ``RUN/README.md`` in the Hugging Face card format.
+
+The card is built from the run's own records (manifest, shards, rejects, annotations) and
+nothing else, so every number in it can be traced to a file. Regenerating it from the same
+run gives the same bytes. Figures go to ``RUN/figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from curate import catalog
+from curate.atomic import write_bytes
+from curate.run import RunDir
+from dataset_cards import figures
+
+CITATIONS = {
+    "alpaca": "@misc{alpaca,\n  author = {Rohan Taori and Ishaan Gulrajani and Tianyi Zhang and Yann Dubois "
+    "and Xuechen Li and Carlos Guestrin and Percy Liang and Tatsunori B. Hashimoto},\n  title = {Stanford Alpaca: An "
+    "Instruction-following LLaMA model},\n  year = {2023},\n  howpublished = "
+    "{\\url{https://github.com/tatsu-lab/stanford_alpaca}}\n}",
+    "alpagasus": "@inproceedings{chen2024alpagasus,\n  title = {AlpaGasus: Training a Better Alpaca with Fewer Data},\n"
+    "  author = {Lichang Chen and others},\n  booktitle = {ICLR},\n  year = {2024}\n}",
+    "lima": "@inproceedings{zhou2023lima,\n  title = {LIMA: Less Is More for Alignment},\n"
+    "  author = {Chunting Zhou and others},\n  booktitle = {NeurIPS},\n  year = {2023}\n}",
+    "self-instruct": "@inproceedings{wang2023selfinstruct,\n  title = {Self-Instruct: Aligning Language Models with "
+    "Self-Generated Instructions},\n  author = {Yizhong Wang and others},\n  booktitle = {ACL},\n  year = {2023}\n}",
+}
+_DATASET_CITATIONS = {
+    "alpaca": ["alpaca"],
+    "alpaca-eval": ["alpaca"],
+    "alpaca-seed-tasks": ["self-instruct"],
+    "lima": ["lima"],
+}
+_SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+]
+_LIST_FEATURES = {"messages": [{"name": "role", "dtype": "string"}, {"name": "content", "dtype": "string"}]}
+
+
+def size_category(n: int) -> str:
+    return next((label for bound, label in _SIZE_CATEGORIES if n < bound), "n>100M")
+
+
+def _licenses(manifest: dict[str, Any], records: pl.DataFrame) -> tuple[list[str], str | None]:
+    found = sorted(set(records["license"].drop_nulls().to_list())) if records.height else []
+    if not found:
+        found = sorted(
+            {
+                catalog.lookup(i.get("dataset", "")).license
+                for i in manifest["inputs"]
+                if catalog.lookup(i.get("dataset", ""))
+            }
+            or {"unknown"}
+        )
+    warning = None
+    if len(found) > 1:
+        warning = (
+            "The sources carry different licences (" + ", ".join(found) + "); the most restrictive terms "
+            "apply to the combined set. Check compatibility before redistribution."
+        )
+    return found, warning
+
+
+def _stage_files(run: RunDir, manifest: dict[str, Any], key: str) -> dict[str, Path]:
+    return {s["name"]: run.root / s[key] for s in manifest["stages"] if s.get(key)}
+
+
+def _example(records: pl.DataFrame) -> dict[str, Any]:
+    row = records.row(0, named=True) if records.height else {}
+    return {k: (v[:300] + "…" if isinstance(v, str) and len(v) > 300 else v) for k, v in row.items()}
+
+
+def _word_counts(texts: pl.Series) -> np.ndarray:
+    return texts.fill_null("").str.count_matches(r"\S+").to_numpy().astype(float)
+
+
+def build(run: RunDir) -> tuple[str, dict[str, Any]]:
+    """The card's text and the facts it was made from."""
+    manifest = run.manifest()
+    records = run.records()
+    name = manifest.get("name") or run.root.name
+    rejects = {
+        stage: pl.read_parquet(path) for stage, path in _stage_files(run, manifest, "rejects").items() if path.exists()
+    }
+    annotations = _stage_files(run, manifest, "annotations")
+    licenses, licence_warning = _licenses(manifest, records)
+    kinds = sorted(set(records["kind"].to_list())) if records.height else []
+    datasets = sorted({i.get("dataset") or i["source"] for i in manifest["inputs"]})
+
+    languages: dict[str, int] = {}
+    if "language" in annotations and annotations["language"].exists():
+        lang = pl.read_parquet(annotations["language"], columns=["id", "language"])
+        kept_lang = records.select("id").join(lang, on="id", how="left")["language"].fill_null("und")
+        languages = dict(sorted(kept_lang.value_counts().iter_rows(), key=lambda r: (-r[1], r[0])))
+    language_codes = [code for code, n in languages.items() if code != "und" and n >= 0.01 * max(1, records.height)]
+
+    figures_dir = run.root / "figures"
+    figures.funnel(manifest["stages"], figures_dir / "funnel.png")
+    field = "output" if "instruction" in kinds else "text"
+    before_parts = [records.select(field)] + [r.select(field) for s, r in rejects.items() if s != "ingest"]
+    before = pl.concat(before_parts)[field] if before_parts else pl.Series([], dtype=pl.String)
+    figures.histograms(
+        {"before curation": _word_counts(before), "kept": _word_counts(records[field])},
+        figures_dir / "lengths.png",
+        f"Length of `{field}` in words, before and after curation",
+        "words (log scale)",
+    )
+    shown_figures = ["funnel.png", "lengths.png"]
+
+    clusters = None
+    near = annotations.get("near_dup")
+    if near is not None and near.exists():
+        ann = pl.read_parquet(near)
+        sizes = ann.group_by("cluster_id").agg(pl.len().alias("size")).filter(pl.col("size") > 1)
+        if sizes.height:
+            largest = sizes.sort(["size", "cluster_id"], descending=[True, False]).row(0, named=True)
+            rep = (
+                rejects.get("near_dup", pl.DataFrame()).filter(pl.col("duplicate_of") == largest["cluster_id"])
+                if "near_dup" in rejects
+                else pl.DataFrame()
+            )
+            buckets = sizes.with_columns(pl.col("size").clip(upper_bound=10)).group_by("size").len().sort("size")
+            labels = [f"{s}" if s < 10 else "10+" for s in buckets["size"].to_list()]
+            figures.bars(
+                labels,
+                buckets["len"].to_list(),
+                figures_dir / "clusters.png",
+                "Near-duplicate clusters by size",
+                "clusters",
+            )
+            shown_figures.append("clusters.png")
+            kept_text = records.filter(pl.col("id") == largest["cluster_id"])["text"]
+            clusters = {
+                "count": sizes.height,
+                "records_in_clusters": int(sizes["size"].sum()),
+                "largest_size": largest["size"],
+                "largest_id": largest["cluster_id"],
+                "largest_text": (kept_text[0] if kept_text.len() else (rep["text"][0] if rep.height else "")),
+            }
+
+    pii = None
+    if "pii" in annotations and annotations["pii"].exists():
+        ann = pl.read_parquet(annotations["pii"])
+        counts = {c: int(ann[c].sum()) for c in ("pii_emails", "pii_phones", "pii_ips") if c in ann.columns}
+        stage = next(s for s in manifest["stages"] if s["name"] == "pii")
+        pii = {
+            "counts": counts,
+            "records": int(ann["pii_found"].sum()) if "pii_found" in ann.columns else None,
+            "params": stage["params"],
+        }
+
+    data_files = manifest["outputs"]["data"]
+    num_bytes = int(sum(f["bytes"] for f in data_files))
+    facts = {
+        "name": name,
+        "rows": records.height,
+        "licenses": licenses,
+        "languages": languages,
+        "language_codes": language_codes,
+        "datasets": datasets,
+        "clusters": clusters,
+        "pii": pii,
+        "figures": shown_figures,
+        "bytes": num_bytes,
+    }
+    metadata = {
+        "pretty_name": f"{name} (curated with curate)",
+        "license": licenses[0] if len(licenses) == 1 else licenses,
+        "language": language_codes or None,
+        "task_categories": ["text-generation"],
+        "size_categories": [size_category(records.height)],
+        "source_datasets": [f"extended|{d}" for d in datasets],
+        "tags": [
+            "curate",
+            "data-curation",
+            "deduplicated",
+            *(["instruction-tuning"] if "instruction" in kinds else []),
+        ],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}],
+        "dataset_info": {
+            "features": [
+                {"name": c, "list": _LIST_FEATURES[c]} if c in _LIST_FEATURES else {"name": c, "dtype": "string"}
+                for c in records.columns
+            ],
+            "splits": [{"name": "train", "num_bytes": num_bytes, "num_examples": records.height}],
+            "download_size": num_bytes,
+            "dataset_size": num_bytes,
+        },
+    }
+    metadata = {k: v for k, v in metadata.items() if v is not None}
+    body = _body(run, manifest, records, rejects, facts, licence_warning, kinds)
+    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{front}---\n\n{body}", facts
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _body(
+    run: RunDir,
+    manifest: dict[str, Any],
+    records: pl.DataFrame,
+    rejects: dict[str, pl.DataFrame],
+    facts: dict[str, Any],
+    licence_warning: str | None,
+    kinds: list[str],
+) -> str:
+    from curate.funnel import funnel_table
+    from curate.schema import RECORD_SCHEMA
+
+    stages = manifest["stages"]
+    totals = manifest["records"]
+    out: list[str] = [f"# {facts['name']}", ""]
+    out += [
+        "## Dataset summary",
+        "",
+        f"{totals['kept']:,} records curated from {totals['in']:,} ({', '.join(facts['datasets'])}) by "
+        f"curate (`{manifest.get('invocation') or manifest['command']}`): "
+        f"{totals['rejected']:,} records were removed, each with its stage and reason (see *Curation*). "
+        f"Record kinds: {', '.join(kinds) or 'none'}. Licence: {', '.join(facts['licenses'])}.",
+        "",
+    ]
+    out += [
+        "## Dataset structure",
+        "",
+        "One split, `train`, in Parquet shards under `data/` "
+        f"({len(manifest['outputs']['data'])} shard(s), {facts['bytes']:,} bytes).",
+        "",
+        _table(
+            ["field", "type", "meaning"],
+            [
+                ["id", "string", "stable content id (SHA-256 of the normalized content)"],
+                ["source / source_id", "string", "dataset name and the record's own id or row number there"],
+                ["kind", "string", "`instruction` or `text`"],
+                ["instruction / input / output", "string", "the instruction record (`input` may be empty)"],
+                ["text", "string", "pretraining text, or the instruction record as one text"],
+                ["messages", "list of {role, content}", "the whole conversation for chat sources"],
+                ["license / meta", "string", "licence of the source; source-specific fields as JSON"],
+            ],
+        ),
+        "",
+        "One record:",
+        "",
+        "```json",
+        json.dumps(_example(records), indent=2, ensure_ascii=False, default=str),
+        "```",
+        "",
+    ]
+    assert list(RECORD_SCHEMA) == records.columns
+    out += [
+        "## Curation rationale",
+        "",
+        "Data-centric curation: hold the model fixed and change the data. Exact and near duplicates waste "
+        "training compute and overweight what is repeated; filters remove records a model should not learn "
+        "from (wrong language, placeholders, refusals, tasks a text model cannot do, low-quality text). "
+        "Every removed record is kept in `rejects/` with its reason, so the choices can be audited and undone.",
+        "",
+    ]
+    out += ["## Curation: the pipeline as run", ""]
+    for stage in stages:
+        params = json.dumps(stage["params"], sort_keys=True, default=str)
+        out.append(
+            f"- **{stage['name']}** ({stage['in']:,} in, {stage['kept']:,} kept, {stage['rejected']:,} "
+            f"rejected): `{params}`"
+        )
+    out += ["", "### Funnel", "", funnel_table(manifest, markdown=True), "", "![funnel](figures/funnel.png)", ""]
+    out += [
+        "### Length distributions",
+        "",
+        "![lengths](figures/lengths.png)",
+        "",
+        "Scores: no quality score has been computed for this set yet.",
+        "",
+    ]
+    if facts["clusters"]:
+        c = facts["clusters"]
+        text = (c["largest_text"] or "")[:200].replace("\n", " ")
+        out += [
+            "### Duplicate clusters",
+            "",
+            f"{c['count']:,} near-duplicate clusters with more than one record ({c['records_in_clusters']:,} "
+            f"records); the largest has {c['largest_size']:,} records, represented by `{c['largest_id']}`: "
+            f"“{text}”",
+            "",
+            "![clusters](figures/clusters.png)",
+            "",
+        ]
+    if facts["languages"]:
+        out += [
+            "### Language mix",
+            "",
+            _table(["language", "records"], [[k, f"{v:,}"] for k, v in list(facts["languages"].items())[:15]]),
+            "",
+        ]
+    out += ["### What was removed", ""]
+    shown = 0
+    for stage, frame in rejects.items():
+        if frame.height == 0:
+            continue
+        for reason in sorted(set(frame["reason"].to_list()))[:8]:
+            sample = frame.filter(pl.col("reason") == reason).head(2)
+            for row in sample.iter_rows(named=True):
+                text = (row["text"] or "")[:160].replace("\n", " ").replace("|", "\\|")
+                out.append(f"- `{stage}` / `{reason}`: “{text}” — {row['detail'] or ''}")
+                shown += 1
+    if not shown:
+        out.append("Nothing was removed.")
+    out.append("")
+    out += ["## Provenance and licensing", ""]
+    rows = []
+    for entry in manifest["inputs"]:
+        ds = catalog.lookup(entry.get("dataset", "")) if entry.get("dataset") else None
+        rows.append(
+            [
+                entry["source"],
+                ds.homepage or ds.url if ds else entry["path"],
+                ds.license if ds else "see source",
+                f"{entry['count']:,}",
+                f"`{entry['sha256'][:16]}…`",
+            ]
+        )
+    out += [_table(["source", "upstream", "licence", "records read", "sha256"], rows), ""]
+    if licence_warning:
+        out += [f"**Licence warning.** {licence_warning}", ""]
+    out += ["## Personal and sensitive information", ""]
+    if facts["pii"]:
+        p = facts["pii"]
+        out.append(
+            f"The `pii` stage looked for e-mail addresses, phone numbers and IP addresses: "
+            f"{json.dumps(p['counts'])} in {p['records']} records; parameters {json.dumps(p['params'])} "
+            f"({'redacted in the data' if p['params'].get('redact') else 'not redacted'})."
+        )
+    else:
+        out.append(
+            "No PII stage was run on this set: it may contain e-mail addresses, phone numbers or other "
+            "personal information present in the sources."
+        )
+    out += [
+        "",
+        "## Known limitations and biases",
+        "",
+        "- Filters and dedup are heuristics: they miss some duplicates and low-quality records and remove some "
+        "good ones; the rejects are there to check.",
+        "- The set inherits the biases and errors of its sources (for Alpaca: outputs generated by "
+        "text-davinci-003, with known factual errors).",
+        "- Language detection is unreliable on very short texts (those are marked `und`, not guessed).",
+        "",
+    ]
+    out += [
+        "## How to reproduce",
+        "",
+        "```bash",
+        f"{manifest['command']}  # see manifest.json for every parameter",
+        "```",
+        "",
+        f"- curate commit: `{manifest.get('git_commit')}`; run fingerprint `{manifest.get('fingerprint')}`",
+        f"- versions: `{json.dumps(manifest['versions'], sort_keys=True)}`",
+        "- inputs: " + ", ".join(f"`{i['path']}` (sha256 `{i['sha256']}`)" for i in manifest["inputs"]),
+        "",
+        "Same inputs, parameters and versions give byte-identical shards (their sha256 are in `manifest.json`).",
+        "",
+    ]
+    out += ["## Ablation results", "", "No fixed-model ablation has been run on this set yet.", ""]
+    out += [
+        "## Datasheet questions",
+        "",
+        _table(
+            ["question (Datasheets for Datasets)", "answer"],
+            [
+                [
+                    "For what purpose was the dataset created?",
+                    "Instruction tuning / language-model training, curated for quality (see rationale).",
+                ],
+                ["What do the instances represent? How many?", f"{totals['kept']:,} {' and '.join(kinds)} records."],
+                [
+                    "Is any information missing from instances?",
+                    "Removed records are in `rejects/`; kept records are complete.",
+                ],
+                ["Are there recommended splits?", "One `train` split; hold out your own evaluation data."],
+                [
+                    "Does the dataset contain duplicates or redundancies?",
+                    "Exact and near duplicates were removed by the stages listed above, where those stages ran.",
+                ],
+                ["Does it contain confidential or personal data?", "See *Personal and sensitive information*."],
+                [
+                    "How was the data collected and preprocessed?",
+                    "From the sources listed, by the pipeline listed, with every parameter in `manifest.json`.",
+                ],
+                [
+                    "Who created the sources, and were people compensated or consulted?",
+                    "Cannot be answered from the pipeline's records; see the upstream datasets.",
+                ],
+                [
+                    "Was consent obtained from people the data is about?",
+                    "Cannot be answered from the pipeline's records.",
+                ],
+                [
+                    "Are there tasks the dataset should not be used for?",
+                    "Cannot be decided by the pipeline; check the licence and the upstream cards.",
+                ],
+                ["Will the dataset be maintained or updated?", "Cannot be answered from the pipeline's records."],
+            ],
+        ),
+        "",
+    ]
+    cited = sorted({c for d in facts["datasets"] for c in _DATASET_CITATIONS.get(d, [])})
+    if cited:
+        out += ["## Citation", "", "```bibtex", *(CITATIONS[c] for c in cited), "```", ""]
+    return "\n".join(out)
+
+
+def write_card(run_dir: Path | str) -> Path:
+    """Write (or rewrite) ``RUN/README.md`` and ``RUN/figures/``; returns the card's path."""
+    run = RunDir(run_dir)
+    text, _ = build(run)
+    path = run.root / "README.md"
+    write_bytes(path, text.encode("utf-8"))
+    return path
