@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 EXIT_ERROR = 2
 
@@ -323,6 +324,24 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
+def _stage_parser(
+    sub: Any, name: str, helptext: str, func: Callable[[argparse.Namespace], None], positional: str = "input"
+) -> argparse.ArgumentParser:
+    """A subcommand that reads INPUT (a run or sources) and writes a run; its own flags go between."""
+    p = sub.add_parser(name, help=helptext)
+    if positional == "input":
+        p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+    else:
+        p.add_argument("sources", nargs="+", metavar="SOURCE", help="a registry name (e.g. alpaca) or a path")
+    p.set_defaults(func=func)
+    return p
+
+
+def _finish_stage_parser(p: argparse.ArgumentParser) -> None:
+    _export_options(p)
+    _input_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="curate",
@@ -330,14 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ingest", help="read sources into a run directory (streaming)")
-    p.add_argument("sources", nargs="+", metavar="SOURCE", help="a registry name (e.g. alpaca) or a path")
-    _export_options(p)
-    _input_options(p)
-    p.set_defaults(func=cmd_ingest)
+    p = _stage_parser(sub, "ingest", "read sources into a run directory (streaming)", cmd_ingest, "sources")
+    _finish_stage_parser(p)
 
-    p = sub.add_parser("dedup", help="remove exact and near duplicates")
-    p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+    p = _stage_parser(sub, "dedup", "remove exact and near duplicates", cmd_dedup)
     p.add_argument("--exact", action="store_true", help="exact dedup on normalized content")
     p.add_argument("--near", action="store_true", help="MinHash LSH near-dedup (after --exact when both)")
     p.add_argument("--recipe", metavar="YAML", help="a recipe with a dedup section (flags override it)")
@@ -359,25 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", help="representative: first, longest or score:COLUMN (first)")
     g.add_argument("--max-shingles", type=int, help="shingles per text at most (100000)")
     g.add_argument("--index", help="incremental index: a folder, or redis://HOST:PORT/DB?basename=NAME")
-    _export_options(p)
-    _input_options(p)
-    p.set_defaults(func=cmd_dedup)
+    _finish_stage_parser(p)
 
-    p = sub.add_parser("filter", help="apply filters (language, length, hygiene, quality, pii, ...)")
-    p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+    p = _stage_parser(sub, "filter", "apply filters (language, length, hygiene, quality, pii, ...)", cmd_filter)
     p.add_argument("--recipe", metavar="YAML", help="a recipe with a filters list")
     p.add_argument("--use", action="append", metavar="NAME", help="add a filter by name (repeatable)")
     p.add_argument("--param", action="append", metavar="STAGE.PARAM=VALUE", help="set a filter parameter (JSON)")
-    _export_options(p)
-    _input_options(p)
-    p.set_defaults(func=cmd_filter)
+    _finish_stage_parser(p)
 
     for name, helptext in (
         ("embed", "embed records with a sentence-transformers model (cached)"),
         ("semdedup", "semantic dedup: k-means over embeddings, cosine within clusters"),
     ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
+        p = _stage_parser(sub, name, helptext, cmd_embed if name == "embed" else cmd_semdedup)
         g = p.add_argument_group("embedding")
         g.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)")
         g.add_argument("--field", default="text", help="record column to embed (default text)")
@@ -398,19 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
                 help="which of a group to keep: hard (farthest from centroid), easy, first",
             )
             g.add_argument("--seed", type=int, default=0, help="k-means seed")
-        _export_options(p)
-        _input_options(p)
-        p.set_defaults(func=cmd_embed if name == "embed" else cmd_semdedup)
+        _finish_stage_parser(p)
 
     p = sub.add_parser("filters", help="list the registered filters")
     p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")
     p.set_defaults(func=cmd_filters)
 
-    p = sub.add_parser("export", help="write the kept records as Parquet shards")
-    p.add_argument("input", nargs="+", metavar="INPUT", help="a run directory, or sources as for ingest")
-    _export_options(p)
-    _input_options(p)
-    p.set_defaults(func=cmd_export)
+    _finish_stage_parser(_stage_parser(sub, "export", "write the kept records as Parquet shards", cmd_export))
 
     p = sub.add_parser("inspect", help="the funnel of a run: stage, in, kept, rejected by reason")
     p.add_argument("run", metavar="RUN")

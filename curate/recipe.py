@@ -22,34 +22,44 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from curate.dedup.near import NearDedupParams
 from curate.errors import CurateError
+from curate.normalize import TextNormalization
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_EXACT = TextNormalization()
+_NEAR = NearDedupParams()
+
+
 class ExactSpec(_Strict):
-    unicode: str = "NFKC"
-    casefold: bool = True
-    collapse_whitespace: bool = True
+    """Exact dedup settings; defaults are :class:`curate.normalize.TextNormalization`'s."""
+
+    unicode: str = _EXACT.unicode
+    casefold: bool = _EXACT.casefold
+    collapse_whitespace: bool = _EXACT.collapse_whitespace
 
 
 class NearSpec(_Strict):
-    threshold: float = 0.8
-    num_perm: int = 128
-    seed: int = 1
-    bands: int | None = None
-    rows: int | None = None
-    fp_weight: float = 0.05
-    fn_weight: float = 0.95
-    ngram: int = 5
-    mode: Literal["word", "char"] = "word"
-    max_shingles: int = 100_000
-    verify: Literal["exact", "estimate"] = "exact"
-    keep: str = "first"
-    max_partners: int = 64
-    giant_cluster: int = 100
+    """Near dedup settings; defaults are :class:`curate.dedup.near.NearDedupParams`'s."""
+
+    threshold: float = _NEAR.threshold
+    num_perm: int = _NEAR.num_perm
+    seed: int = _NEAR.seed
+    bands: int | None = _NEAR.bands
+    rows: int | None = _NEAR.rows
+    fp_weight: float = _NEAR.fp_weight
+    fn_weight: float = _NEAR.fn_weight
+    ngram: int = _NEAR.shingles.ngram
+    mode: Literal["word", "char"] = _NEAR.shingles.mode
+    max_shingles: int = _NEAR.shingles.max_shingles
+    verify: Literal["exact", "estimate"] = _NEAR.verify
+    keep: str = _NEAR.keep
+    max_partners: int = _NEAR.max_partners
+    giant_cluster: int = _NEAR.giant_cluster
     index: str | None = None
 
 
