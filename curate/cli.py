@@ -267,6 +267,57 @@ def cmd_semdedup(args: argparse.Namespace) -> None:
     _done(writer.finish(writer.add(semantic_duplicates(records, vectors, params))), args.out)
 
 
+def cmd_select(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from curate.pipeline import UpToDate
+    from curate.select import SelectParams, select
+
+    params = SelectParams(
+        strategy=args.strategy, n=args.n, by=args.by, min=args.min, seed=args.seed, max_cosine=args.max_cosine
+    )
+    options = _ingest_options(args)
+    writer = _writer(args, "select", {"input": args.input, "ingest": options.params(), "select": params.as_dict()})
+    try:
+        records = writer.open_input(args.input, options, progress=not args.quiet)
+    except UpToDate:
+        return _up_to_date(args.out)
+    scores = writer.run.annotation_column(args.by) if args.by and args.by != "response_words" else None
+    vectors = None
+    if args.strategy == "diverse":
+        stored = writer.run.annotation_column("embedding")
+        if stored is not None and stored.height >= records.height:
+            aligned = records.select("id").join(stored, on="id", how="left", maintain_order="left")["embedding"]
+            if aligned.null_count() == 0:
+                vectors = np.asarray(aligned.to_numpy(), dtype=np.float32).reshape(records.height, -1)
+        if vectors is None:
+            from scorers.embedding import embed_records
+
+            embedder, cache = _embedder(args)
+            vectors, _ = embed_records(records, embedder, args.field, cache, progress=not args.quiet)
+    result = select(records, params, scores=scores, vectors=vectors)
+    if result.stats.get("mean_pairwise_cosine") is not None:
+        st = result.stats
+        print(
+            f"select: mean pairwise cosine {st['mean_pairwise_cosine']} (random: "
+            f"{st['random_mean_pairwise_cosine']}), clusters hit {st['clusters_hit']}/{st['clusters']} "
+            f"(random: {st['random_clusters_hit']})"
+        )
+    _done(writer.finish(writer.add(result)), args.out)
+
+
+def _embedding_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedding")
+    g.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)")
+    g.add_argument("--field", default="text", help="record column to embed (default text)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    g.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the model's)")
+    g.add_argument("--batch-size", type=int, default=16, help="texts per batch")
+    g.add_argument("--cache", metavar="DIR", help="embedding cache (default ~/.cache/curate/embeddings)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from curate.pipeline import UpToDate
 
@@ -387,15 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("semdedup", "semantic dedup: k-means over embeddings, cosine within clusters"),
     ):
         p = _stage_parser(sub, name, helptext, cmd_embed if name == "embed" else cmd_semdedup)
-        g = p.add_argument_group("embedding")
-        g.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)")
-        g.add_argument("--field", default="text", help="record column to embed (default text)")
-        g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-        g.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the model's)")
-        g.add_argument("--batch-size", type=int, default=16, help="texts per batch")
-        g.add_argument("--cache", metavar="DIR", help="embedding cache (default ~/.cache/curate/embeddings)")
-        g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+        _embedding_options(p)
         if name == "semdedup":
             g = p.add_argument_group("semdedup")
             g.add_argument("--threshold", type=float, default=0.95, help="cosine at or above which to dedup")
@@ -408,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
             )
             g.add_argument("--seed", type=int, default=0, help="k-means seed")
         _finish_stage_parser(p)
+
+    p = _stage_parser(sub, "select", "choose a subset: threshold, top_k, random, longest, diverse", cmd_select)
+    g = p.add_argument_group("selection")
+    g.add_argument("--strategy", required=True, choices=["threshold", "top_k", "random", "longest", "diverse"])
+    g.add_argument("--n", type=int, help="how many records to keep")
+    g.add_argument("--by", help="score column from the run's annotations (or response_words)")
+    g.add_argument("--min", type=float, help="threshold: the lowest score kept")
+    g.add_argument("--seed", type=int, default=0, help="random: the seed")
+    g.add_argument("--max-cosine", type=float, default=0.9, help="diverse: skip records this close to a chosen one")
+    _embedding_options(p)
+    _finish_stage_parser(p)
 
     p = sub.add_parser("filters", help="list the registered filters")
     p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")

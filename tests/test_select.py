@@ -1,0 +1,87 @@
+"""Selection strategies on hand-built cases with known answers, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.errors import CurateError
+from curate.schema import conform
+from curate.select import SelectParams, seeded_order, select
+from tests.conftest import run_cli
+
+
+def records(outputs: list[str]) -> pl.DataFrame:
+    ids = [f"r{i}" for i in range(len(outputs))]
+    return conform(pl.DataFrame({"id": ids, "kind": ["instruction"] * len(outputs), "instruction": ["Do it."] * len(
+        outputs), "input": [""] * len(outputs), "output": outputs, "text": outputs}))
+
+
+SCORES = pl.DataFrame({"id": ["r0", "r1", "r2", "r3", "r4"], "quality": [0.2, 0.9, 0.5, 0.9, None]})
+
+
+def test_threshold_and_top_k_with_deterministic_ties() -> None:
+    frame = records(["a", "b", "c", "d", "e"])
+    chosen = select(frame, SelectParams("threshold", by="quality", min=0.5), SCORES)
+    chosen.check()
+    assert chosen.kept["id"].to_list() == ["r1", "r2", "r3"]
+    top = select(frame, SelectParams("top_k", n=2, by="quality"), SCORES)
+    assert top.kept["id"].to_list() == ["r1", "r3"]  # the tie at 0.9 breaks by id; kept rows stay in input order
+    assert top.annotations["select_rank"].to_list() == [4, 1, 3, 2, 5]  # the null score ranks last
+    assert set(top.rejects["reason"]) == {"not_selected"} and top.rejects.height == 3
+
+
+def test_random_is_seeded_and_stable() -> None:
+    frame = records([str(i) for i in range(50)])
+    first = select(frame, SelectParams("random", n=10, seed=3))
+    again = select(frame, SelectParams("random", n=10, seed=3))
+    other = select(frame, SelectParams("random", n=10, seed=4))
+    assert first.kept["id"].to_list() == again.kept["id"].to_list() != other.kept["id"].to_list()
+    assert seeded_order(pl.Series(["x", "y", "z"]), 0).tolist() == [1, 2, 0]  # pinned: same on every machine
+
+
+def test_longest_by_response_words() -> None:
+    frame = records(["one", "one two three", "one two", "", "one two three four"])
+    assert select(frame, SelectParams("longest", n=2)).kept["id"].to_list() == ["r1", "r4"]
+
+
+def test_diverse_skips_near_copies_of_chosen() -> None:
+    frame = records(["a", "b", "c", "d", "e"])
+    vectors = np.array([[1, 0], [1, 0.01], [0, 1], [0.70710678, 0.70710678], [1, 0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = pl.DataFrame({"id": ["r0", "r1", "r2", "r3", "r4"], "q": [0.9, 1.0, 0.1, 0.5, 0.8]})
+    result = select(frame, SelectParams("diverse", n=3, by="q", max_cosine=0.9), scores, vectors)
+    # r1 (best) first; r0 and r4 are copies of it; then r3 (cosine 0.71 < 0.9), then r2.
+    assert result.kept["id"].to_list() == ["r1", "r2", "r3"]
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(CurateError, match="needs --by COLUMN and --min"):
+        SelectParams("threshold", by="q")
+    with pytest.raises(CurateError, match="needs --n"):
+        SelectParams("random")
+    with pytest.raises(CurateError, match="no score column 'nope'"):
+        select(records(["a"]), SelectParams("top_k", n=1, by="nope"), SCORES)
+    with pytest.raises(CurateError, match="needs an embedding"):
+        select(records(["a"]), SelectParams("diverse", n=1, by="quality"), SCORES)
+
+
+def test_cli_select_random_and_longest(tmp_path: Path, data_dir: Path) -> None:
+    base = tmp_path / "seeds"
+    run_cli("ingest", "alpaca-seed-tasks", "--out", str(base))
+    out = tmp_path / "random"
+    run_cli("select", str(base), "--strategy", "random", "--n", "50", "--seed", "1", "--out", str(out))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"][-1]["kept"] == 50 and manifest["stages"][-1]["rejected"] == 125
+    assert (out / "README.md").exists()
+    again = tmp_path / "random2"
+    run_cli("select", str(base), "--strategy", "random", "--n", "50", "--seed", "1", "--out", str(again))
+    assert json.loads((again / "manifest.json").read_text())["outputs"]["data"] == manifest["outputs"]["data"]
+    longest = tmp_path / "longest"
+    run_cli("select", str(base), "--strategy", "longest", "--n", "10", "--out", str(longest))
+    kept = pl.read_parquet(longest / "data")
+    assert kept.height == 10
