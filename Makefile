@@ -8,7 +8,7 @@ export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean serve
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+serve: $(STAMP)
+	$(VENV)/bin/curate serve
 
 bench: $(STAMP)
 	$(PY) benchmarks/ingest.py

@@ -360,6 +360,25 @@ def cmd_card(args: argparse.Namespace) -> None:
     print(f"wrote {card} and {args.run}/figures/")
 
 
+def cmd_run(args: argparse.Namespace) -> None:
+    from curate.funnel import summary
+    from curate.run import RunDir
+    from flows.curate_alpaca import curate_alpaca
+
+    if args.flow != "curate-alpaca":
+        raise _usage(f"unknown flow {args.flow!r}; available: curate-alpaca")
+    out = args.out or "runs/curate-alpaca"
+    curate_alpaca(sources=args.sources or ["alpaca"], out=out, recipe=args.recipe)
+    print(summary(RunDir(out).manifest(), out))
+    print(f"  card: {out}/README.md (figures in {out}/figures/)")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from flows.serve import serve
+
+    raise SystemExit(serve(args.port))
+
+
 def cmd_datasets(args: argparse.Namespace) -> None:
     from curate import catalog
 
@@ -478,6 +497,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("card", help="(re)write the run's dataset card, RUN/README.md, and its figures")
     p.add_argument("run", metavar="RUN")
     p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("run", help="run a flow (curate-alpaca) in Prefect's ephemeral mode, no server needed")
+    p.add_argument("flow", choices=["curate-alpaca"])
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="input (default: alpaca)")
+    p.add_argument("--out", help="run directory (default runs/curate-alpaca)")
+    p.add_argument("--recipe", metavar="YAML", help="filter recipe (default curate/recipes/curate-alpaca.yaml)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")
+    p.add_argument("--port", type=int, default=4200, help="port of the server on 127.0.0.1")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("datasets", help="list the dataset registry")
     p.set_defaults(func=cmd_datasets)

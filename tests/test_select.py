@@ -17,8 +17,18 @@ from tests.conftest import run_cli
 
 def records(outputs: list[str]) -> pl.DataFrame:
     ids = [f"r{i}" for i in range(len(outputs))]
-    return conform(pl.DataFrame({"id": ids, "kind": ["instruction"] * len(outputs), "instruction": ["Do it."] * len(
-        outputs), "input": [""] * len(outputs), "output": outputs, "text": outputs}))
+    return conform(
+        pl.DataFrame(
+            {
+                "id": ids,
+                "kind": ["instruction"] * len(outputs),
+                "instruction": ["Do it."] * len(outputs),
+                "input": [""] * len(outputs),
+                "output": outputs,
+                "text": outputs,
+            }
+        )
+    )
 
 
 SCORES = pl.DataFrame({"id": ["r0", "r1", "r2", "r3", "r4"], "quality": [0.2, 0.9, 0.5, 0.9, None]})

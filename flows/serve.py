@@ -1,0 +1,110 @@
+"""Run curate's Prefect deployments locally: server, work pool, deployments, worker.
+
+``curate serve`` (and ``make serve``) start a Prefect server on 127.0.0.1 with the project's
+own ``PREFECT_HOME`` (analytics off), create the ``curate-process`` work pool, deploy
+``prefect.yaml`` and start a worker. Stopping it (Ctrl-C or SIGTERM) stops everything it
+started. ``prefect deployment run 'curate-alpaca/curate-alpaca' --watch`` then runs the flow.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POOL = "curate-process"
+
+
+def environment(port: int, home: Path | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_HOME": str(home or ROOT / ".prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "CURATE_PROJECT_DIR": str(ROOT),
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _prefect(*args: str) -> list[str]:
+    return [str(Path(sys.executable).parent / "prefect"), *args]
+
+
+def wait_healthy(port: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the Prefect server on port {port} did not become healthy in {timeout:.0f} s")
+
+
+def serve(port: int = 4200, home: Path | None = None) -> int:
+    """Start everything, wait until stopped, stop everything; returns an exit code."""
+    env = environment(port, home)
+    Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+    started: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        for proc in reversed(started):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(started):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    try:
+        print(f"starting a Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={env['PREFECT_HOME']})", flush=True)
+        started.append(
+            subprocess.Popen(
+                _prefect("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+        )
+        wait_healthy(port)
+        subprocess.run(
+            _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite"),
+            env=env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        subprocess.run(
+            _prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")),
+            env=env,
+            cwd=ROOT,
+            check=True,
+        )
+        started.append(
+            subprocess.Popen(_prefect("worker", "start", "--pool", POOL), env=env, cwd=ROOT, start_new_session=True)
+        )
+        print(
+            f"ready: PREFECT_API_URL={env['PREFECT_API_URL']} prefect deployment run "
+            "'curate-alpaca/curate-alpaca' --watch   (Ctrl-C stops the server and the worker)",
+            flush=True,
+        )
+        while all(proc.poll() is None for proc in started):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(serve(int(sys.argv[1]) if len(sys.argv) > 1 else 4200))
