@@ -56,6 +56,19 @@ def _writer(args: argparse.Namespace, command: str, plan: dict):
     return RunWriter(args.out, command, plan, ExportOptions(max_shard_rows=args.max_shard_rows), invocation)
 
 
+def _start(args: argparse.Namespace, command: str, plan: dict):
+    """The writer and the input records of a stage command, or None when OUT is already up to date."""
+    from curate.pipeline import UpToDate
+
+    options = _ingest_options(args)
+    writer = _writer(args, command, {"input": args.input, "ingest": options.params(), **plan})
+    try:
+        return writer, writer.open_input(args.input, options, progress=not args.quiet)
+    except UpToDate:
+        _up_to_date(args.out)
+        return None
+
+
 def _done(manifest: dict, out: str) -> None:
     from curate.funnel import summary
     from dataset_cards.card import write_card
@@ -102,7 +115,6 @@ def _near_params(args: argparse.Namespace, spec):
 def cmd_dedup(args: argparse.Namespace) -> None:
     from curate.dedup.exact import ExactDedupParams, exact_duplicates
     from curate.normalize import TextNormalization
-    from curate.pipeline import UpToDate
     from curate.recipe import DedupSpec, ExactSpec, NearSpec, load_recipe
 
     spec = (load_recipe(args.recipe).dedup if args.recipe else None) or DedupSpec()
@@ -114,7 +126,7 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         near_spec = NearSpec()
     if exact_spec is None and near_spec is None:
         raise _usage("choose a dedup method: --exact, --near, or a --recipe with a dedup section")
-    plan: dict = {"input": args.input, "ingest": _ingest_options(args).params()}
+    plan: dict = {}
     exact = near = None
     if exact_spec is not None:
         exact = ExactDedupParams(
@@ -131,12 +143,10 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         index_location = args.index or near_spec.index
         plan["near"] = near.as_dict()
         plan["index"] = index_location
-    options = _ingest_options(args)
-    writer = _writer(args, "dedup", plan)
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "dedup", plan)
+    if started is None:
+        return
+    writer, records = started
     if exact is not None:
         records = writer.add(exact_duplicates(records, exact))
     if near is not None:
@@ -156,7 +166,6 @@ def cmd_filter(args: argparse.Namespace) -> None:
     import json
 
     from curate.filtering import run_filter
-    from curate.pipeline import UpToDate
     from curate.recipe import FilterSpec, load_recipe
     from curate.registry import get
 
@@ -176,20 +185,16 @@ def cmd_filter(args: argparse.Namespace) -> None:
     if not specs:
         raise _usage("give filters with --recipe YAML or --use NAME (see `curate filters`)")
     filters = [(spec.name or spec.use, get("filter", spec.use)(**spec.params)) for spec in specs]
-    options = _ingest_options(args)
     plan = {
-        "input": args.input,
-        "ingest": options.params(),
         "filters": [
             {"use": s.use, "name": s.name, "params": f.params.model_dump(mode="json")}
             for s, (_, f) in zip(specs, filters, strict=True)
         ],
     }
-    writer = _writer(args, "filter", plan)
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "filter", plan)
+    if started is None:
+        return
+    writer, records = started
     for name, stage in filters:
         records = writer.add(run_filter(records, stage, name))
     _done(writer.finish(records), args.out)
@@ -230,15 +235,12 @@ def _embed_plan(args: argparse.Namespace) -> dict:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from curate.pipeline import UpToDate
     from scorers.embedding import embed_stage
 
-    options = _ingest_options(args)
-    writer = _writer(args, "embed", {"input": args.input, "ingest": options.params(), "embed": _embed_plan(args)})
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "embed", {"embed": _embed_plan(args)})
+    if started is None:
+        return
+    writer, records = started
     embedder, cache = _embedder(args)
     result, _ = embed_stage(records, embedder, args.field, cache, progress=not args.quiet)
     print(
@@ -249,18 +251,14 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_semdedup(args: argparse.Namespace) -> None:
-    from curate.pipeline import UpToDate
     from scorers.embedding import embed_stage
     from scorers.semdedup import SemDedupParams, semantic_duplicates
 
     params = SemDedupParams(threshold=args.threshold, clusters=args.clusters, keep=args.keep, seed=args.seed)
-    options = _ingest_options(args)
-    plan = {"input": args.input, "ingest": options.params(), "embed": _embed_plan(args), "semdedup": params.as_dict()}
-    writer = _writer(args, "semdedup", plan)
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "semdedup", {"embed": _embed_plan(args), "semdedup": params.as_dict()})
+    if started is None:
+        return
+    writer, records = started
     embedder, cache = _embedder(args)
     result, vectors = embed_stage(records, embedder, args.field, cache, progress=not args.quiet)
     records = writer.add(result)
@@ -270,18 +268,15 @@ def cmd_semdedup(args: argparse.Namespace) -> None:
 def cmd_select(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from curate.pipeline import UpToDate
     from curate.select import SelectParams, select
 
     params = SelectParams(
         strategy=args.strategy, n=args.n, by=args.by, min=args.min, seed=args.seed, max_cosine=args.max_cosine
     )
-    options = _ingest_options(args)
-    writer = _writer(args, "select", {"input": args.input, "ingest": options.params(), "select": params.as_dict()})
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "select", {"select": params.as_dict()})
+    if started is None:
+        return
+    writer, records = started
     scores = writer.run.annotation_column(args.by) if args.by and args.by != "response_words" else None
     vectors = None
     if args.strategy == "diverse":
@@ -319,14 +314,11 @@ def _embedding_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from curate.pipeline import UpToDate
 
-    options = _ingest_options(args)
-    writer = _writer(args, "export", {"input": args.input, "ingest": options.params()})
-    try:
-        records = writer.open_input(args.input, options, progress=not args.quiet)
-    except UpToDate:
-        return _up_to_date(args.out)
+    started = _start(args, "export", {})
+    if started is None:
+        return
+    writer, records = started
     _done(writer.finish(records), args.out)
 
 

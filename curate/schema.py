@@ -116,3 +116,20 @@ def rejects_from(
         (duplicate_of if duplicate_of is not None else pl.lit(None, dtype=pl.String)).alias(DUPLICATE_OF),
     )
     return conform(frame, REJECT_SCHEMA)
+
+
+def duplicate_rejects(
+    records: pl.DataFrame, annotations: pl.DataFrame, mask: pl.Series, stage: str, reason: str, measure: str
+) -> pl.DataFrame:
+    """Rejects of a dedup stage: the records under ``mask``, with ``duplicate_of`` and a detail
+    naming their ``similarity`` (a ``measure`` such as jaccard or cosine) to the kept record."""
+    dropped = records.filter(mask).with_columns(
+        annotations.filter(mask).select(pl.col(DUPLICATE_OF).alias("_rep"), pl.col("similarity").alias("_sim"))
+    )
+    return rejects_from(
+        dropped,
+        stage,
+        reason,
+        detail=pl.format(f"{measure} {{}} with {{}}", pl.col("_sim").round(4), pl.col("_rep")),
+        duplicate_of=pl.col("_rep"),
+    )

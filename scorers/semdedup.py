@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from curate.schema import ID, SOURCE_ID, rejects_from
+from curate.schema import ID, SOURCE_ID, duplicate_rejects
 from curate.stage import StageResult
 from scorers.vectors import kmeans
 
@@ -82,16 +82,7 @@ def semantic_duplicates(
         }
     )
     mask = pl.Series(is_dup)
-    dropped = records.filter(mask).with_columns(
-        annotations.filter(mask).select(pl.col("duplicate_of").alias("_rep"), pl.col("similarity").alias("_sim"))
-    )
-    rejects = rejects_from(
-        dropped,
-        STAGE,
-        REASON,
-        detail=pl.format("cosine {} with {}", pl.col("_sim").round(4), pl.col("_rep")),
-        duplicate_of=pl.col("_rep"),
-    )
+    rejects = duplicate_rejects(records, annotations, mask, STAGE, REASON, "cosine")
     result = StageResult(
         STAGE, {**params.as_dict(), "clusters": clusters}, n, records.filter(~mask), rejects, annotations
     )

@@ -43,7 +43,7 @@ from curate.dedup.minhash import (
     tokenize,
 )
 from curate.errors import CurateError
-from curate.schema import ID, SOURCE_ID, TEXT, rejects_from
+from curate.schema import ID, SOURCE_ID, TEXT, duplicate_rejects
 from curate.stage import StageResult
 
 STAGE = "near_dup"
@@ -322,16 +322,7 @@ def near_duplicates(
     is_member = np.zeros(n, dtype=bool)
     is_member[members] = True
     mask = pl.Series(is_member)
-    rejected = records.filter(mask).with_columns(
-        annotations.filter(mask)["duplicate_of"].alias("_rep"), annotations.filter(mask)["similarity"].alias("_sim")
-    )
-    rejects = rejects_from(
-        rejected,
-        STAGE,
-        REASON,
-        detail=pl.format("jaccard {} with {}", pl.col("_sim").round(4), pl.col("_rep")),
-        duplicate_of=pl.col("_rep"),
-    )
+    rejects = duplicate_rejects(records, annotations, mask, STAGE, REASON, "jaccard")
     multi = sizes.filter(pl.col("size") > 1).sort(["size", "cluster_id"], descending=[True, False])
     stats = {
         "bands": bands,
