@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from curate.atomic import write_json
 from curate.errors import CurateError
 from curate.ingest import Ingest, IngestOptions
 from curate.progress import Progress
@@ -24,6 +27,8 @@ from curate.run import FORMAT, RunDir, git_commit, versions
 from curate.schema import RECORD_SCHEMA, REJECT_SCHEMA, conform, empty_records
 from curate.shards import ShardWriter, StreamingParquet, write_parquet
 from curate.stage import StageResult
+
+CHECKPOINTS = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,11 @@ class RunWriter:
         plan: dict[str, Any],
         export: ExportOptions | None = None,
         invocation: str | None = None,
+        checkpoints: bool = False,
     ) -> None:
         self.run = RunDir(out)
+        self.checkpoints = checkpoints
+        self._restored: list[str] = []
         self.command = command
         self.export_options = export or ExportOptions()
         self._input_fingerprints: list[str] | None = None
@@ -92,15 +100,70 @@ class RunWriter:
         return old.get("fingerprint") == self._set_fingerprint(input_fingerprints()) and not self.run.verify()
 
     def open_input(self, specs: list[str], options: IngestOptions, progress: bool = True) -> pl.DataFrame:
-        """Records to work on: an earlier run's kept records, or ``specs`` ingested now."""
+        """Records to work on: an earlier run's kept records, or ``specs`` ingested now.
+
+        With ``checkpoints``, a run killed part-way resumes: the records after its last
+        finished stage come back, and :meth:`skip` says which stages are already done.
+        """
         if len(specs) == 1 and RunDir.is_run(specs[0]):
-            return self._continue(RunDir(specs[0]))
-        ingest = Ingest(specs, options)
-        if self.up_to_date(lambda: _input_hashes(ingest)):
-            raise UpToDate(self.run)
-        frames: list[pl.DataFrame] = []
-        self._ingest(ingest, frames.append, progress)
-        return pl.concat(frames, rechunk=True) if frames else empty_records()
+            records = self._continue(RunDir(specs[0]))
+        else:
+            ingest = Ingest(specs, options)
+            if self.up_to_date(lambda: _input_hashes(ingest)):
+                raise UpToDate(self.run)
+            resumed = self._resume(_input_hashes(ingest)) if self.checkpoints else None
+            if resumed is not None:
+                return resumed
+            frames: list[pl.DataFrame] = []
+            self._ingest(ingest, frames.append, progress)
+            self._input_fingerprints = [entry["sha256"] for entry in self.manifest["inputs"]]
+            records = pl.concat(frames, rechunk=True) if frames else empty_records()
+        self._checkpoint(records)
+        return records
+
+    def skip(self, stage: str) -> bool:
+        """True when a resumed run already finished this stage (the next one it recorded)."""
+        if self._restored and self._restored[0] == stage:
+            self._restored.pop(0)
+            return True
+        return False
+
+    @property
+    def _checkpoint_dir(self) -> Path:
+        return self.run.root / CHECKPOINTS
+
+    def _checkpoint(self, records: pl.DataFrame) -> None:
+        """After each stage: the kept records and the books so far (written atomically)."""
+        if not self.checkpoints:
+            return
+        fingerprint = self._set_fingerprint(self._input_fingerprints or [])
+        step = len(self.manifest["stages"])
+        write_parquet(records, self._checkpoint_dir / f"after-{step:02d}.parquet")
+        state = {key: self.manifest[key] for key in ("inputs", "stages", "outputs")}
+        write_json(self._checkpoint_dir / "state.json", {"fingerprint": fingerprint, "step": step, **state})
+
+    def _resume(self, input_hashes: list[str]) -> pl.DataFrame | None:
+        state_path = self._checkpoint_dir / "state.json"
+        if not state_path.exists():
+            return None
+        state = json.loads(state_path.read_text())
+        if state.get("fingerprint") != self._set_fingerprint(input_hashes):
+            return None
+        files = [self.run.root / e["path"] for g in ("rejects", "annotations") for e in state["outputs"][g]]
+        records_path = self._checkpoint_dir / f"after-{state['step']:02d}.parquet"
+        if not records_path.exists() or not all(f.exists() for f in files):
+            return None
+        self.run.prepare()
+        for key in ("inputs", "stages", "outputs"):
+            self.manifest[key] = state[key]
+        self._input_fingerprints = input_hashes
+        self._restored = [stage["name"] for stage in state["stages"][1:]]
+        print(
+            f"resuming {self.run.root} after stage {state['stages'][-1]['name']} "
+            f"({len(state['stages'])} stage(s) already done)",
+            file=sys.stderr,
+        )
+        return pl.read_parquet(records_path)
 
     def _ingest(self, ingest: Ingest, keep: Callable[[pl.DataFrame], None], progress: bool) -> None:
         """Run an ingest into this run: kept batches to ``keep``, rejects streamed to their file."""
@@ -179,6 +242,7 @@ class RunWriter:
             annotations_path = self.run.annotations_path(name)
             write_parquet(result.annotations, annotations_path)
         self._add_stage(result.record(), rejects_path, annotations_path)
+        self._checkpoint(result.kept)
         return result.kept
 
     def finish(self, kept: pl.DataFrame | Iterable[pl.DataFrame]) -> dict[str, Any]:
@@ -203,6 +267,8 @@ class RunWriter:
         keep = {e["path"] for group in ("rejects", "annotations") for e in self.manifest["outputs"][group]}
         self.run.remove_stale(keep)
         self.run.commit(self.manifest)
+        if self._checkpoint_dir.exists():
+            shutil.rmtree(self._checkpoint_dir)
         return self.manifest
 
 

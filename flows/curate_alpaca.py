@@ -113,13 +113,17 @@ def curate_alpaca(
         "near": near.as_dict(),
         "index": near_index,
     }
-    writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows))
+    # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
+    writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
     try:
         records = ingest(writer, sources, options)
-        records = exact_dedup(writer, records, exact)
-        records = near_dedup(writer, records, near, near_index)
+        if not writer.skip("exact_dedup"):
+            records = exact_dedup(writer, records, exact)
+        if not writer.skip("near_dup"):
+            records = near_dedup(writer, records, near, near_index)
         for step in steps:
-            records = filter_stage(writer, records, step.use, step.params, step.name or step.use)
+            if not writer.skip(step.name or step.use):
+                records = filter_stage(writer, records, step.use, step.params, step.name or step.use)
         manifest = export(writer, records)
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
