@@ -159,16 +159,17 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def key(self) -> str:
-        """Names the vectors this embedder produces: model, its files, truncation, and fp16 or not
+        """Names the vectors this embedder produces: model, its config and tokenizer files, truncation, fp16 or not
         (bf16 on CPU is only used when it matches fp32 to a cosine of 0.999, so it shares fp32's key)."""
         meta = {
             "model": self.settings.model_name(),
             "max_length": self.max_length,
             "half": self.settings.precision == "fp16" or (self.device == "cuda" and self.settings.precision == "auto"),
         }
-        config = Path(self.path) / "config.json"
-        if config.exists():
-            meta["config"] = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
+        for name in ("config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json"):
+            path = Path(self.path) / name
+            if path.exists():
+                meta[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
         slug = "".join(c if c.isalnum() or c in "-." else "-" for c in self.settings.model_name())[-40:]
         return f"{slug}-{digest}"
