@@ -313,6 +313,65 @@ def _embedding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
 
 
+def cmd_probe_train(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from curate.ingest import Ingest, IngestOptions
+    from scorers.embedding import embed_records
+    from scorers.probe import DEFAULT_PROBE, label_sha256, labelled_records, train
+
+    job = Ingest([args.dataset], IngestOptions())
+    records = pl.concat([batch[0] for batch in job.batches()])
+    labelled, y = labelled_records(records, args.labels)
+    if args.limit:
+        labelled, y = labelled.head(args.limit), y[: args.limit]
+    embedder, cache = _embedder(args)
+    vectors, stats = embed_records(labelled, embedder, args.field, cache, progress=True)
+    probe = train(
+        labelled,
+        vectors,
+        y,
+        embedder.settings.model_name(),
+        label_sha256(args.labels),
+        c=args.c,
+        folds=args.folds,
+        seed=args.seed,
+    )
+    out = args.out or DEFAULT_PROBE
+    probe.save(out)
+    m = probe.metrics
+    print(
+        f"probe: {m['labels']:,} labels ({m['positives']:,} positive, base rate {m['base_rate']}), "
+        f"{m['folds']}-fold ROC AUC {m['cv_auc']}, precision in the top 10 % {m['precision_top10pct']} "
+        f"(response length alone: AUC {m['length_only_auc']}); {stats.encoded:,} texts encoded"
+    )
+    print(f"wrote {out}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    import polars as pl
+
+    from curate.schema import empty_rejects
+    from curate.stage import StageResult
+    from scorers.embedding import embed_records
+    from scorers.probe import DEFAULT_PROBE, SCORE, QualityProbe, features
+
+    probe = QualityProbe.load(args.probe or DEFAULT_PROBE)
+    started = _start(args, "score", {"probe": str(args.probe or DEFAULT_PROBE), "probe_metrics": probe.metrics})
+    if started is None:
+        return
+    writer, records = started
+    embedder, cache = _embedder(args)
+    vectors, _ = embed_records(records, embedder, args.field, cache, progress=not args.quiet)
+    scores = probe.predict(features(records, vectors))
+    annotations = pl.DataFrame({"id": records["id"], SCORE: pl.Series(scores, dtype=pl.Float64)})
+    result = StageResult(
+        SCORE, {"probe": str(args.probe or DEFAULT_PROBE)}, records.height, records, empty_rejects(), annotations
+    )
+    result.stats = {"mean": round(float(scores.mean()), 4) if len(scores) else None}
+    _done(writer.finish(writer.add(result)), args.out)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
 
     started = _start(args, "export", {})
@@ -471,6 +530,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min", type=float, help="threshold: the lowest score kept")
     g.add_argument("--seed", type=int, default=0, help="random: the seed")
     g.add_argument("--max-cosine", type=float, default=0.9, help="diverse: skip records this close to a chosen one")
+    _embedding_options(p)
+    _finish_stage_parser(p)
+
+    p = sub.add_parser("probe", help="the judge-distilled quality probe")
+    probe_sub = p.add_subparsers(dest="probe_command", required=True, metavar="ACTION")
+    t = probe_sub.add_parser("train", help="train the probe on judge labels (JSON lines) and report CV metrics")
+    t.add_argument("labels", metavar="LABELS", help="rows {row, score_at_least_4_5} or {id, label}")
+    t.add_argument("--dataset", default="alpaca", help="the records the labels name (default alpaca)")
+    t.add_argument("--out", help="probe file to write (default: the shipped scorers/probes/...json)")
+    t.add_argument("--c", type=float, default=0.1, help="inverse regularization of the logistic regression")
+    t.add_argument("--folds", type=int, default=5)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, help="use only the first N labels (quick checks)")
+    _embedding_options(t)
+    t.set_defaults(func=cmd_probe_train)
+
+    p = _stage_parser(sub, "score", "annotate records with the quality probe's score (quality_probe)", cmd_score)
+    p.add_argument("--probe", help="probe file (default: the shipped one)")
     _embedding_options(p)
     _finish_stage_parser(p)
 
