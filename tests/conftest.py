@@ -37,3 +37,25 @@ def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -
     if check and done.returncode != 0:
         raise AssertionError(f"curate {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done
+
+
+def text_records(texts: list[str | None]):
+    """Text records ``r0, r1, ...`` in the record schema (null texts allowed)."""
+    import polars as pl
+
+    from curate.schema import KIND_TEXT, conform
+
+    frame = pl.DataFrame(
+        {"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts},
+        schema={"id": pl.String, "kind": pl.String, "text": pl.String},
+    )
+    return conform(frame)
+
+
+def ingested(source: str):
+    """The kept records of ingesting one source (a registry name or a path)."""
+    import polars as pl
+
+    from curate.ingest import Ingest
+
+    return pl.concat([batch for batch, _ in Ingest([source]).batches()])

@@ -7,12 +7,8 @@ import polars as pl
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
 from curate.ingest import Ingest, IngestOptions
 from curate.normalize import TextNormalization
-from curate.schema import KIND_TEXT, conform, empty_records
-
-
-def text_records(texts: list[str]) -> pl.DataFrame:
-    frame = pl.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts})
-    return conform(frame)
+from curate.schema import conform, empty_records
+from tests.conftest import text_records
 
 
 def test_social_posts_exact_duplicates(data_dir: object) -> None:

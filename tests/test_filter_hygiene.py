@@ -7,10 +7,10 @@ import pytest
 
 from curate.errors import CurateError
 from curate.filtering import run_filter
-from curate.ingest import Ingest
 from curate.registry import available, get
 from curate.schema import conform
 from filters.hygiene import SELF_INSTRUCT_BLACKLIST, Hygiene
+from tests.conftest import ingested
 
 LETTER = (
     "Dear Professor Smith,\n\nI am writing to ask for an extension on the essay due on Friday. "
@@ -71,10 +71,6 @@ def records_of(cases: dict[str, tuple]) -> pl.DataFrame:
 def decisions(records: pl.DataFrame, stage: Hygiene) -> dict[str, tuple[str | None, str | None]]:
     decided = stage.apply(records)
     return {row[0]: (row[1], row[2]) for row in decided.select("id", "reject", "detail").rows()}
-
-
-def ingest(source: str) -> pl.DataFrame:
-    return pl.concat([batch for batch, _ in Ingest([source]).batches()])
 
 
 def test_reasons_and_details() -> None:
@@ -139,7 +135,7 @@ def test_deterministic() -> None:
 
 
 def test_alpaca_and_lima(data_dir: object) -> None:
-    alpaca = run_filter(ingest("alpaca"), Hygiene())
+    alpaca = run_filter(ingested("alpaca"), Hygiene())
     alpaca.check()
     # Alpaca's generator already applied Self-Instruct's blacklist, so no keyword hits remain.
     assert alpaca.record()["rejected_by_reason"] == {"placeholder_output": 53, "refusal_output": 1}
@@ -147,7 +143,7 @@ def test_alpaca_and_lima(data_dir: object) -> None:
     details = set(alpaca.rejects.filter(pl.col("reason") == "placeholder_output")["detail"])
     assert details == {"output is empty", 'output is "<noinput>"', 'output is "N/A"'}
 
-    lima = ingest("lima")  # chats: instruction and output are the first turn
+    lima = ingested("lima")  # chats: instruction and output are the first turn
     result = run_filter(lima, Hygiene())
     result.check()
     assert result.record()["rejected_by_reason"] == {

@@ -10,23 +10,9 @@ import pytest
 
 from curate.errors import CurateError
 from curate.filtering import run_filter
-from curate.ingest import Ingest
 from curate.registry import available, get
-from curate.schema import KIND_TEXT, conform
 from filters.language import Language, detect_languages
-
-
-def text_records(texts: list[str | None]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        {"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts},
-        schema={"id": pl.String, "kind": pl.String, "text": pl.String},
-    )
-    return conform(frame)
-
-
-def ingest(source: str) -> pl.DataFrame:
-    return pl.concat([batch for batch, _ in Ingest([source]).batches()])
-
+from tests.conftest import ingested, text_records
 
 CASES = {
     "en": "The committee will publish its final report on the new transport policy next week.",
@@ -115,7 +101,7 @@ def test_min_chars_counts_letters_outside_urls() -> None:
 
 
 def test_social_posts(data_dir: object) -> None:
-    records = ingest("social-posts")
+    records = ingested("social-posts")
     result = run_filter(records, Language(keep=["en"]))
     result.check()
     annotations = result.annotations
@@ -133,7 +119,7 @@ def test_social_posts(data_dir: object) -> None:
 
 
 def test_deterministic_and_single_equals_multi_process(data_dir: object) -> None:
-    texts = ingest("alpaca").head(1500)["text"].to_list()
+    texts = ingested("alpaca").head(1500)["text"].to_list()
     single = detect_languages(texts, workers=1, min_chars=20)
     multi = detect_languages(texts, workers=2, min_chars=20, chunk_size=400)
     assert multi == single

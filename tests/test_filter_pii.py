@@ -9,10 +9,10 @@ import pytest
 
 from curate.errors import CurateError
 from curate.filtering import run_filter
-from curate.ingest import Ingest
 from curate.registry import available, get
 from curate.schema import KIND_INSTRUCTION, KIND_TEXT, MESSAGE_DTYPE, conform
 from filters.pii import Pii, redact
+from tests.conftest import ingested
 
 FOUND = [
     ("Contact john.doe@example.com or jane_smith+news@mail.co.uk.", "Contact <EMAIL> or <EMAIL>.", (2, 0, 0)),
@@ -190,12 +190,8 @@ def test_bad_input() -> None:
     assert empty.height == 0 and "pii_found" in empty.columns
 
 
-def ingest(source: str) -> pl.DataFrame:
-    return pl.concat([batch for batch, _ in Ingest([source]).batches()])
-
-
 def test_social_posts_have_no_pii_and_survive_redaction(data_dir: object) -> None:
-    posts = ingest("social-posts")
+    posts = ingested("social-posts")
     text = posts["text"]
     # The corpus is full of near misses: handles, URLs, arXiv ids, long status ids.
     assert text.str.contains("@").sum() > 500 and text.str.contains("https://").sum() > 1000
@@ -209,7 +205,7 @@ def test_social_posts_have_no_pii_and_survive_redaction(data_dir: object) -> Non
 
 
 def test_alpaca_redaction(data_dir: object) -> None:
-    alpaca = ingest("alpaca")
+    alpaca = ingested("alpaca")
     stage = Pii(redact=True)
     result = run_filter(alpaca, stage)
     result.check()

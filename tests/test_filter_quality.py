@@ -10,11 +10,10 @@ import pytest
 
 from curate.errors import CurateError
 from curate.filtering import run_filter
-from curate.ingest import Ingest
 from curate.registry import available, get
-from curate.schema import KIND_TEXT, conform
 from filters import quality
 from filters.quality import C4_MEASURES, GOPHER_MEASURES, C4Quality, GopherQuality
+from tests.conftest import ingested, text_records
 
 NGRAMS = "alpha beta gamma delta epsilon zeta eta theta iota kappa alpha beta gamma delta epsilon"
 PROSE = (
@@ -28,18 +27,6 @@ NO_RULES = {
     for name, info in GopherQuality.Params.model_fields.items()
     if name.startswith(("min_", "max_")) and info.default is not None
 }
-
-
-def text_records(texts: list[str | None]) -> pl.DataFrame:
-    frame = pl.DataFrame(
-        {"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts},
-        schema={"id": pl.String, "kind": pl.String, "text": pl.String},
-    )
-    return conform(frame)
-
-
-def ingest(source: str) -> pl.DataFrame:
-    return pl.concat([batch for batch, _ in Ingest([source]).batches()])
 
 
 def measured(text: str) -> dict[str, float]:
@@ -200,8 +187,8 @@ def test_bad_input_is_measured_and_rejected_by_rule(stage: GopherQuality | C4Qua
 
 
 def test_social_posts_and_alpaca(data_dir: object) -> None:
-    posts = ingest("social-posts")
-    alpaca = ingest("alpaca").head(5000)
+    posts = ingested("social-posts")
+    alpaca = ingested("alpaca").head(5000)
     for records in (posts, alpaca):
         for stage in (GopherQuality(), C4Quality()):
             result = run_filter(records, stage)
@@ -223,7 +210,7 @@ def test_social_posts_and_alpaca(data_dir: object) -> None:
 
 
 def test_deterministic_and_single_equals_multi_process(data_dir: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    records = ingest("alpaca").head(2000)
+    records = ingested("alpaca").head(2000)
     single = GopherQuality(workers=1).apply(records)
     assert single.equals(GopherQuality(workers=1).apply(records))
     monkeypatch.setattr(quality, "PARALLEL_MIN", 1000)
