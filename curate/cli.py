@@ -269,6 +269,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     import numpy as np
 
     from curate.select import SelectParams, select
+    from curate.shards import frame_vectors
 
     params = SelectParams(
         strategy=args.strategy, n=args.n, by=args.by, min=args.min, seed=args.seed, max_cosine=args.max_cosine
@@ -282,9 +283,9 @@ def cmd_select(args: argparse.Namespace) -> None:
     if args.strategy == "diverse":
         stored = writer.run.annotation_column("embedding")
         if stored is not None and stored.height >= records.height:
-            aligned = records.select("id").join(stored, on="id", how="left", maintain_order="left")["embedding"]
-            if aligned.null_count() == 0:
-                vectors = np.asarray(aligned.to_numpy(), dtype=np.float32).reshape(records.height, -1)
+            aligned = records.select("id").join(stored, on="id", how="left", maintain_order="left")
+            if aligned["embedding"].null_count() == 0:
+                vectors = frame_vectors(aligned, "embedding", np.float32)
         if vectors is None:
             from scorers.embedding import embed_records
 

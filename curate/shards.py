@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,3 +150,18 @@ def read_parquet_files(paths: list[Path]) -> pl.DataFrame:
     if not tables:
         raise ValueError("no parquet files")
     return pl.from_arrow(pa.concat_tables(tables, promote_options="default"))
+
+
+def vectors_frame(ids: list[str], column: str, vectors: np.ndarray, dtype: pl.DataType) -> pl.DataFrame:
+    """``id`` plus one fixed-length array per row: how signatures and embeddings are stored."""
+    return pl.DataFrame(
+        {
+            "id": pl.Series(ids, dtype=pl.String),
+            column: pl.Series(vectors, dtype=pl.Array(dtype, vectors.shape[1])),
+        }
+    )
+
+
+def frame_vectors(frame: pl.DataFrame, column: str, dtype: type) -> np.ndarray:
+    """The inverse of :func:`vectors_frame`: the array column as a (rows, length) matrix."""
+    return np.asarray(frame[column].to_numpy(), dtype=dtype).reshape(frame.height, -1)

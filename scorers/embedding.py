@@ -31,7 +31,7 @@ from curate.atomic import write_json
 from curate.errors import CurateError
 from curate.models import DEFAULT_EMBEDDER, offline_hint, resolve_model
 from curate.progress import Progress
-from curate.shards import write_parquet
+from curate.shards import frame_vectors, vectors_frame, write_parquet
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 CHECK_TEXTS = [
@@ -263,19 +263,14 @@ class EmbeddingCache:
         hits = wanted.join(stored, on="id", how="inner").sort("pos")
         mask = np.zeros(len(ids), dtype=bool)
         mask[hits["pos"].to_numpy()] = True
-        vectors = np.asarray(hits["embedding"].to_numpy(), dtype=np.float32).reshape(hits.height, self.dimension)
+        vectors = frame_vectors(hits, "embedding", np.float32).reshape(hits.height, self.dimension)
         return mask, vectors
 
     def add(self, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
             return
         name = f"part-{len(self.parts):05d}-{os.getpid()}.parquet"
-        frame = pl.DataFrame(
-            {
-                "id": pl.Series(ids, dtype=pl.String),
-                "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, self.dimension)),
-            }
-        )
+        frame = vectors_frame(ids, "embedding", vectors, pl.Float32)
         write_parquet(frame, self.folder / name)
         self.parts.append(name)
         write_json(self.meta_path, {"dimension": self.dimension, "parts": len(self.parts)}, durable=False)
@@ -332,12 +327,7 @@ def embed_stage(
     if column not in records.columns:
         raise CurateError(f"cannot embed column {column!r}: records have {', '.join(records.columns)}")
     vectors, stats = embed_records(records, embedder, column, cache, progress)
-    annotations = pl.DataFrame(
-        {
-            "id": records["id"],
-            "embedding": pl.Series(vectors, dtype=pl.Array(pl.Float32, embedder.dimension)),
-        }
-    )
+    annotations = vectors_frame(records["id"].to_list(), "embedding", vectors, pl.Float32)
     params = {
         "model": embedder.settings.model_name(),
         "column": column,

@@ -26,7 +26,7 @@ import polars as pl
 from curate.atomic import write_json
 from curate.dedup.lsh import band_keys
 from curate.errors import CurateError
-from curate.shards import write_parquet
+from curate.shards import frame_vectors, vectors_frame, write_parquet
 
 FORMAT = "curate-minhash-index/1"
 
@@ -105,7 +105,7 @@ class FolderIndex:
         if not self.meta["parts"]:
             return [], np.zeros((0, self.settings["num_perm"]), dtype=np.uint32)
         frame = pl.concat([pl.read_parquet(self.folder / part) for part in self.meta["parts"]])
-        sigs = np.asarray(frame["signature"].to_numpy(), dtype=np.uint32).reshape(frame.height, -1)
+        sigs = frame_vectors(frame, "signature", np.uint32)
         return frame["id"].to_list(), sigs
 
     def candidates(self, signatures: np.ndarray, exclude: set[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -121,12 +121,7 @@ class FolderIndex:
         if not ids:
             return
         name = f"part-{len(self.meta['parts']):05d}.parquet"
-        frame = pl.DataFrame(
-            {
-                "id": pl.Series(ids, dtype=pl.String),
-                "signature": pl.Series(signatures, dtype=pl.Array(pl.UInt32, signatures.shape[1])),
-            }
-        )
+        frame = vectors_frame(ids, "signature", signatures, pl.UInt32)
         write_parquet(frame, self.folder / name)
         self.meta["parts"].append(name)
         self.meta["count"] += len(ids)
