@@ -272,7 +272,14 @@ def cmd_select(args: argparse.Namespace) -> None:
     from curate.shards import frame_vectors
 
     params = SelectParams(
-        strategy=args.strategy, n=args.n, by=args.by, min=args.min, seed=args.seed, max_cosine=args.max_cosine
+        strategy=args.strategy,
+        n=args.n,
+        by=args.by,
+        min=args.min,
+        seed=args.seed,
+        max_cosine=args.max_cosine,
+        stratify=args.stratify,
+        quota=args.quota,
     )
     started = _start(args, "select", {"select": params.as_dict()})
     if started is None:
@@ -280,7 +287,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     writer, records = started
     scores = writer.run.annotation_column(args.by) if args.by and args.by != "response_words" else None
     vectors = None
-    if args.strategy == "diverse":
+    if args.strategy in ("diverse", "kcenter"):
         stored = writer.run.annotation_column("embedding")
         if stored is not None and stored.height >= records.height:
             aligned = records.select("id").join(stored, on="id", how="left", maintain_order="left")
@@ -523,14 +530,20 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--seed", type=int, default=0, help="k-means seed")
         _finish_stage_parser(p)
 
-    p = _stage_parser(sub, "select", "choose a subset: threshold, top_k, random, longest, diverse", cmd_select)
+    p = _stage_parser(
+        sub, "select", "choose a subset: threshold, top_k, random, longest, diverse, kcenter", cmd_select
+    )
     g = p.add_argument_group("selection")
-    g.add_argument("--strategy", required=True, choices=["threshold", "top_k", "random", "longest", "diverse"])
-    g.add_argument("--n", type=int, help="how many records to keep")
+    g.add_argument(
+        "--strategy", required=True, choices=["threshold", "top_k", "random", "longest", "diverse", "kcenter"]
+    )
+    g.add_argument("--n", "--keep", dest="n", type=int, help="how many records to keep")
     g.add_argument("--by", help="score column from the run's annotations (or response_words)")
     g.add_argument("--min", type=float, help="threshold: the lowest score kept")
     g.add_argument("--seed", type=int, default=0, help="random: the seed")
     g.add_argument("--max-cosine", type=float, default=0.9, help="diverse: skip records this close to a chosen one")
+    g.add_argument("--stratify", metavar="COLUMN", help="split --n over this column's values (source, category, ...)")
+    g.add_argument("--quota", default="proportional", choices=["proportional", "equal"], help="how --stratify splits")
     _embedding_options(p)
     _finish_stage_parser(p)
 

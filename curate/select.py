@@ -11,6 +11,16 @@ run directory, card and all.
 * ``longest``: the ``n`` longest responses, in words (the "Long Is More" baseline).
 * ``diverse``: DEITA-style: best score first, skipping any record within ``max_cosine`` of one
   already chosen, until ``n`` (needs embeddings).
+* ``kcenter``: quality-weighted k-center greedy (the LIMA-style 1k): start from the best record,
+  then repeatedly add the record maximising ``q(x) * d(x, S)``, where ``d`` is the cosine distance
+  ``1 - cos`` to the nearest record already chosen and ``q`` is the record's score percentile
+  (in (0, 1], so the formula does not depend on the score's scale). Spreads the choice over the
+  embedding space while leaning towards quality (needs embeddings).
+
+Any strategy can be stratified: ``stratify`` names a column (``source``, ``category``, a cluster
+id) and ``n`` is split over its values in proportion to their sizes (largest remainder, ties by
+value) or equally (``quota="equal"``; groups too small give their share to the others); the
+strategy then runs inside each group.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from curate.stage import StageResult
 
 STAGE = "select"
 REASON = "not_selected"
-Strategy = Literal["threshold", "top_k", "random", "longest", "diverse"]
+Strategy = Literal["threshold", "top_k", "random", "longest", "diverse", "kcenter"]
+STRATEGIES = ("threshold", "top_k", "random", "longest", "diverse", "kcenter")
+NEEDS_VECTORS = ("diverse", "kcenter")
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class SelectParams:
     min: the lowest score kept (``threshold``).
     seed: the seed of ``random``.
     max_cosine: ``diverse`` skips records this close to one already chosen.
+    stratify: a record column whose values get quotas of ``n`` (None: no strata).
+    quota: ``proportional`` (to group size) or ``equal``.
     """
 
     strategy: Strategy = "top_k"
@@ -48,16 +62,22 @@ class SelectParams:
     min: float | None = None
     seed: int = 0
     max_cosine: float = 0.9
+    stratify: str | None = None
+    quota: Literal["proportional", "equal"] = "proportional"
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("threshold", "top_k", "random", "longest", "diverse"):
+        if self.strategy not in STRATEGIES:
             raise CurateError(f"unknown selection strategy {self.strategy!r}")
         if self.strategy == "threshold" and (self.by is None or self.min is None):
             raise CurateError("--strategy threshold needs --by COLUMN and --min VALUE")
         if self.strategy != "threshold" and (self.n is None or self.n < 0):
             raise CurateError(f"--strategy {self.strategy} needs --n (a count, 0 or more)")
-        if self.strategy in ("top_k", "diverse") and self.by is None:
+        if self.strategy in ("top_k", "diverse", "kcenter") and self.by is None:
             raise CurateError(f"--strategy {self.strategy} needs --by COLUMN (a score)")
+        if self.quota not in ("proportional", "equal"):
+            raise CurateError(f"unknown quota {self.quota!r}: proportional or equal")
+        if self.stratify is not None and self.strategy == "threshold":
+            raise CurateError("--stratify needs a count (--n); a threshold has no quotas")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +115,77 @@ def diverse_pick(order: np.ndarray, vectors: np.ndarray, n: int, max_cosine: flo
     return np.array(chosen, dtype=np.int64)
 
 
+def kcenter_pick(score: np.ndarray, vectors: np.ndarray, n: int, order: np.ndarray) -> np.ndarray:
+    """Quality-weighted k-center greedy: maximise ``q * (1 - max cos to chosen)``; ties by ``order``."""
+    size = len(order)
+    n = min(n, size)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # q: score percentile in (0, 1] (best = 1); position in ``order`` breaks ties deterministically.
+    position = np.empty(size, dtype=np.int64)
+    position[order] = np.arange(size)
+    q = (size - position) / size
+    vectors = vectors.astype(np.float32, copy=False)
+    nearest = np.full(size, -np.inf, dtype=np.float32)
+    chosen = [int(order[0])]
+    taken = np.zeros(size, dtype=bool)
+    taken[order[0]] = True
+    for _ in range(n - 1):
+        np.maximum(nearest, vectors @ vectors[chosen[-1]], out=nearest)
+        gain = q * (1.0 - nearest.astype(np.float64))
+        gain[taken] = -np.inf
+        best = np.flatnonzero(gain == gain.max())
+        pick = int(best[np.argmin(position[best])])
+        chosen.append(pick)
+        taken[pick] = True
+    return np.array(chosen, dtype=np.int64)
+
+
+def quotas(groups: pl.Series, n: int, quota: str) -> dict[Any, int]:
+    """How many of ``n`` each group gets: proportional (largest remainder) or equal (water-filling)."""
+    sizes = groups.value_counts(sort=False).sort(groups.name, nulls_last=True)
+    names, counts = sizes[groups.name].to_list(), sizes["count"].to_list()
+    n = min(n, sum(counts))
+    if quota == "equal":
+        share = dict.fromkeys(names, 0)
+        left = n
+        open_groups = [g for g in names]
+        while left > 0 and open_groups:
+            each, extra = divmod(left, len(open_groups))
+            for i, g in enumerate(list(open_groups)):
+                room = counts[names.index(g)] - share[g]
+                give = min(room, each + (1 if i < extra else 0))
+                share[g] += give
+                left -= give
+            open_groups = [g for g in open_groups if share[g] < counts[names.index(g)]]
+        return share
+    total = sum(counts)
+    exact = [n * c / total for c in counts]
+    share = {g: int(e) for g, e in zip(names, exact, strict=True)}
+    rest = n - sum(share.values())
+    by_remainder = sorted(range(len(names)), key=lambda i: (-(exact[i] - int(exact[i])), i))
+    for i in by_remainder[:rest]:
+        share[names[i]] += 1
+    return share
+
+
+def _pick(params: SelectParams, records: pl.DataFrame, score, vectors, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen positions, full ranking) of one strategy over ``records``."""
+    if params.strategy == "threshold":
+        chosen = np.flatnonzero((score.cast(pl.Float64) >= params.min).fill_null(False).to_numpy())
+        return chosen, _ranked(records, score)
+    if params.strategy == "random":
+        order = seeded_order(records[ID], params.seed)
+        return order[:n], order
+    order = _ranked(records, score)
+    if params.strategy in ("top_k", "longest"):
+        return order[:n], order
+    if params.strategy == "diverse":
+        return diverse_pick(order, vectors, n, params.max_cosine), order
+    filled = score.cast(pl.Float64).fill_null(float("-inf")).to_numpy()
+    return kcenter_pick(filled, vectors, n, order), order
+
+
 def select(
     records: pl.DataFrame,
     params: SelectParams,
@@ -113,24 +204,31 @@ def select(
                 params.by
             ]
     n = params.n if params.n is not None else records.height
-    if params.strategy == "threshold":
-        chosen = np.flatnonzero((score.cast(pl.Float64) >= params.min).fill_null(False).to_numpy())
-        order = _ranked(records, score)
-    elif params.strategy == "top_k":
-        order = _ranked(records, score)
-        chosen = order[:n]
-    elif params.strategy == "random":
-        order = seeded_order(records[ID], params.seed)
-        chosen = order[:n]
-    elif params.strategy == "longest":
+    if params.strategy == "longest":
         score = response_words(records)
-        order = _ranked(records, score)
-        chosen = order[:n]
+    if params.strategy in NEEDS_VECTORS and (vectors is None or len(vectors) != records.height):
+        raise CurateError(
+            f"--strategy {params.strategy} needs an embedding for every record (run `curate embed` first)"
+        )
+    share: dict[Any, int] = {}
+    if params.stratify is None:
+        chosen, order = _pick(params, records, score, vectors, n)
     else:
-        if vectors is None or len(vectors) != records.height:
-            raise CurateError("--strategy diverse needs an embedding for every record (run `curate embed` first)")
-        order = _ranked(records, score)
-        chosen = diverse_pick(order, vectors, n, params.max_cosine)
+        if params.stratify not in records.columns:
+            raise CurateError(f"cannot stratify by {params.stratify!r}: records have {', '.join(records.columns)}")
+        groups = records[params.stratify]
+        share = quotas(groups, n, params.quota)
+        parts, ranks = [], []
+        for group, count in share.items():
+            where = np.flatnonzero((groups.is_null() if group is None else groups == group).fill_null(False).to_numpy())
+            sub = records[where]
+            sub_score = score[where] if score is not None else None
+            sub_vectors = vectors[where] if vectors is not None else None
+            picked, sub_order = _pick(params, sub, sub_score, sub_vectors, count)
+            parts.append(where[picked])
+            ranks.append(where[sub_order])
+        chosen = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        order = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
     keep = np.zeros(records.height, dtype=bool)
     keep[chosen] = True
     rank = np.empty(records.height, dtype=np.int64)
@@ -149,6 +247,8 @@ def select(
     # The chosen records keep their input order (shards stay comparable with the input).
     result = StageResult(STAGE, params.as_dict(), records.height, records.filter(mask), rejects, annotations)
     result.stats = {"selected": int(keep.sum())}
+    if share:
+        result.stats["quotas"] = {str(k): v for k, v in share.items()}
     if vectors is not None and keep.sum() > 1:
         result.stats.update(diversity(vectors[keep], vectors, params.seed))
     return result

@@ -11,7 +11,7 @@ import pytest
 
 from curate.errors import CurateError
 from curate.schema import conform
-from curate.select import SelectParams, seeded_order, select
+from curate.select import SelectParams, quotas, seeded_order, select
 from tests.conftest import run_cli
 
 
@@ -67,6 +67,39 @@ def test_diverse_skips_near_copies_of_chosen() -> None:
     result = select(frame, SelectParams("diverse", n=3, by="q", max_cosine=0.9), scores, vectors)
     # r1 (best) first; r0 and r4 are copies of it; then r3 (cosine 0.71 < 0.9), then r2.
     assert result.kept["id"].to_list() == ["r1", "r2", "r3"]
+
+
+def test_kcenter_spreads_over_the_space_leaning_to_quality() -> None:
+    frame = records(["a", "b", "c", "d"])
+    vectors = np.array([[1, 0], [0.99, 0.14], [0, 1], [-1, 0]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = pl.DataFrame({"id": ["r0", "r1", "r2", "r3"], "q": [0.9, 0.8, 0.1, 0.5]})
+    result = select(frame, SelectParams("kcenter", n=3, by="q"), scores, vectors)
+    # r0 (best) first; then gain q * (1 - cos): r3 = 0.5 * 2 beats r2 = 0.25 * 1 and r1 = 0.75 * 0.01;
+    # then r2 (0.25 * 1) beats r1, which sits next to r0.
+    assert result.kept["id"].to_list() == ["r0", "r2", "r3"]
+    assert result.stats["selected"] == 3 and "mean_pairwise_cosine" in result.stats
+    again = select(frame, SelectParams("kcenter", n=3, by="q"), scores, vectors)
+    assert again.annotations.equals(result.annotations)
+
+
+def test_quotas_proportional_and_equal() -> None:
+    groups = pl.Series("source", ["a"] * 6 + ["b"] * 3 + ["c"])
+    assert quotas(groups, 5, "proportional") == {"a": 3, "b": 2, "c": 0}  # remainders 0.5 tie: b before c
+    assert quotas(groups, 5, "equal") == {"a": 2, "b": 2, "c": 1}
+    assert quotas(groups, 9, "equal") == {"a": 5, "b": 3, "c": 1}  # c and b are full; a takes the rest
+    assert quotas(groups, 50, "proportional") == {"a": 6, "b": 3, "c": 1}
+
+
+def test_stratified_top_k_fills_each_quota_with_its_best() -> None:
+    frame = records([str(i) for i in range(6)]).with_columns(source=pl.Series(["x", "x", "x", "x", "y", "y"]))
+    scores = pl.DataFrame({"id": [f"r{i}" for i in range(6)], "q": [0.9, 0.8, 0.7, 0.6, 0.1, 0.2]})
+    result = select(frame, SelectParams("top_k", n=3, by="q", stratify="source", quota="equal"), scores)
+    assert result.kept["id"].to_list() == ["r0", "r1", "r5"]  # y's best is r5 although every x scores higher
+    assert result.stats["quotas"] == {"x": 2, "y": 1}
+    result.check()
+    with pytest.raises(CurateError, match="cannot stratify by 'nope'"):
+        select(frame, SelectParams("random", n=2, stratify="nope"))
 
 
 def test_bad_parameters() -> None:
