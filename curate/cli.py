@@ -311,7 +311,12 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def _embedding_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding")
-    g.add_argument("--model", help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)")
+    g.add_argument(
+        "--model",
+        "--embedder",
+        dest="model",
+        help="sentence-transformers model name or path (default: bundled all-MiniLM-L6-v2)",
+    )
     g.add_argument("--field", default="text", help="record column to embed (default text)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
@@ -325,8 +330,7 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     import polars as pl
 
     from curate.ingest import Ingest, IngestOptions
-    from scorers.embedding import embed_records
-    from scorers.probe import DEFAULT_PROBE, label_sha256, labelled_records, train
+    from scorers.probe import DEFAULT_PROBE, label_sha256, labelled_records, pair_vectors, train
 
     job = Ingest([args.dataset], IngestOptions())
     records = pl.concat([batch[0] for batch in job.batches()])
@@ -334,10 +338,11 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     if args.limit:
         labelled, y = labelled.head(args.limit), y[: args.limit]
     embedder, cache = _embedder(args)
-    vectors, stats = embed_records(labelled, embedder, args.field, cache, progress=True)
+    prompt, response = pair_vectors(labelled, embedder, cache, progress=True)
     probe = train(
         labelled,
-        vectors,
+        prompt,
+        response,
         y,
         embedder.settings.model_name(),
         label_sha256(args.labels),
@@ -351,33 +356,37 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     print(
         f"probe: {m['labels']:,} labels ({m['positives']:,} positive, base rate {m['base_rate']}), "
         f"{m['folds']}-fold ROC AUC {m['cv_auc']}, precision in the top 10 % {m['precision_top10pct']} "
-        f"(response length alone: AUC {m['length_only_auc']}); {stats.encoded:,} texts encoded"
+        f"(response length alone: AUC {m['length_only_auc']})"
     )
     print(f"wrote {out}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    import polars as pl
-
-    from curate.schema import empty_rejects
-    from curate.stage import StageResult
-    from scorers.embedding import embed_records
-    from scorers.probe import DEFAULT_PROBE, SCORE, QualityProbe, features
+    from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
 
     probe = QualityProbe.load(args.probe or DEFAULT_PROBE)
-    started = _start(args, "score", {"probe": str(args.probe or DEFAULT_PROBE), "probe_metrics": probe.metrics})
+    plan = {"probe": str(args.probe or DEFAULT_PROBE), "probe_metrics": probe.metrics, "ifd": args.ifd}
+    started = _start(args, "score", {**plan, "ifd_model": args.ifd_model})
     if started is None:
         return
     writer, records = started
     embedder, cache = _embedder(args)
-    vectors, _ = embed_records(records, embedder, args.field, cache, progress=not args.quiet)
-    scores = probe.predict(features(records, vectors))
-    annotations = pl.DataFrame({"id": records["id"], SCORE: pl.Series(scores, dtype=pl.Float64)})
-    result = StageResult(
-        SCORE, {"probe": str(args.probe or DEFAULT_PROBE)}, records.height, records, empty_rejects(), annotations
+    result, _ = probe_stage(records, probe, embedder, cache, progress=not args.quiet)
+    print(
+        f"quality: mean probe score {result.stats['mean_score']}, "
+        f"median response {result.stats['median_response_tokens']} tokens"
     )
-    result.stats = {"mean": round(float(scores.mean()), 4) if len(scores) else None}
-    _done(writer.finish(writer.add(result)), args.out)
+    kept = writer.add(result)
+    if args.ifd:
+        from scorers.ifd import IfdParams, ifd_stage
+
+        scored = ifd_stage(kept, IfdParams(model=args.ifd_model, batch_size=args.ifd_batch), progress=not args.quiet)
+        print(
+            f"ifd: {scored.stats['scored']:,} scored with {args.ifd_model or 'SmolLM2-135M-Instruct'} on "
+            f"{scored.stats['device']}, median {scored.stats['median_ifd']}"
+        )
+        kept = writer.add(scored)
+    _done(writer.finish(kept), args.out)
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -420,6 +429,12 @@ def cmd_card(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    import os
+    from pathlib import Path
+
+    # Prefect's ephemeral server gets 20 s to start by default; a busy 2-core machine needs more.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
     from curate.funnel import summary
     from curate.run import RunDir
     from flows.curate_alpaca import curate_alpaca
@@ -427,9 +442,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.flow != "curate-alpaca":
         raise _usage(f"unknown flow {args.flow!r}; available: curate-alpaca")
     out = args.out or "runs/curate-alpaca"
-    curate_alpaca(sources=args.sources or ["alpaca"], out=out, recipe=args.recipe)
-    print(summary(RunDir(out).manifest(), out))
+    curate_alpaca(sources=args.sources or ["alpaca"], out=out, recipe=args.recipe, keep_n=args.keep)
+    manifest = RunDir(out).manifest()
+    print(summary(manifest, out))
     print(f"  card: {out}/README.md (figures in {out}/figures/)")
+    for name, path in manifest.get("selections", {}).items():
+        side = RunDir(Path(out) / path).manifest()
+        print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -530,9 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--seed", type=int, default=0, help="k-means seed")
         _finish_stage_parser(p)
 
-    p = _stage_parser(
-        sub, "select", "choose a subset: threshold, top_k, random, longest, diverse, kcenter", cmd_select
-    )
+    p = _stage_parser(sub, "select", "choose a subset: threshold, top_k, random, longest, diverse, kcenter", cmd_select)
     g = p.add_argument_group("selection")
     g.add_argument(
         "--strategy", required=True, choices=["threshold", "top_k", "random", "longest", "diverse", "kcenter"]
@@ -562,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _stage_parser(sub, "score", "annotate records with the quality probe's score (quality_probe)", cmd_score)
     p.add_argument("--probe", help="probe file (default: the shipped one)")
+    p.add_argument("--ifd", action="store_true", help="also annotate IFD with a causal LM (slow on CPU)")
+    p.add_argument("--ifd-model", help="causal LM for IFD (default: bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--ifd-batch", type=int, default=8, help="sequences per forward pass for IFD")
     _embedding_options(p)
     _finish_stage_parser(p)
 
@@ -585,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("flow", choices=["curate-alpaca"])
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="input (default: alpaca)")
     p.add_argument("--out", help="run directory (default runs/curate-alpaca)")
-    p.add_argument("--recipe", metavar="YAML", help="filter recipe (default curate/recipes/curate-alpaca.yaml)")
+    p.add_argument("--recipe", metavar="YAML", help="recipe (default curate/recipes/curate-alpaca.yaml)")
+    p.add_argument("--keep", type=int, help="how many records the main selection keeps (recipe default 9000)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")

@@ -24,7 +24,7 @@ from curate.errors import CurateError
 from curate.ingest import Ingest, IngestOptions
 from curate.progress import Progress
 from curate.run import FORMAT, RunDir, git_commit, versions
-from curate.schema import RECORD_SCHEMA, REJECT_SCHEMA, conform, empty_records
+from curate.schema import ID, RECORD_SCHEMA, REJECT_SCHEMA, conform, empty_records
 from curate.shards import ShardWriter, StreamingParquet, write_parquet
 from curate.stage import StageResult
 
@@ -195,6 +195,38 @@ class RunWriter:
         for group in ("rejects", "annotations"):
             self.manifest["outputs"][group] = list(previous["outputs"].get(group, []))
         return records
+
+    def annotation_column(self, column: str) -> pl.DataFrame | None:
+        """``id`` and ``column`` from the annotations this run has written so far (latest stage wins)."""
+        for entry in reversed(self.manifest["outputs"]["annotations"]):
+            path = self.run.root / entry["path"]
+            if path.exists() and column in pl.read_parquet_schema(path):
+                return pl.read_parquet(path, columns=[ID, column])
+        return None
+
+    def branch(self, out: Path | str, command: str, plan: dict[str, Any]) -> RunWriter:
+        """A second run that shares this one's stages so far (a selection beside the main line).
+
+        Its books start from the same ingest and stages; the rejects and annotations written so far
+        are copied into it, so each run directory accounts for every input record on its own.
+        """
+        import copy
+
+        other = RunWriter(
+            out, command, {**plan, "branch_of": self.plan}, self.export_options, self.manifest["invocation"]
+        )
+        other.run.prepare()
+        for group in ("rejects", "annotations"):
+            for entry in self.manifest["outputs"][group]:
+                target = other.run.root / entry["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.run.root / entry["path"], target)
+        for key in ("inputs", "stages", "outputs"):
+            other.manifest[key] = copy.deepcopy(self.manifest[key])
+        other.manifest["outputs"]["data"] = []
+        other._input_fingerprints = self._input_fingerprints
+        other.manifest["parent"] = {"run": str(self.run.root), "branch_after": self.manifest["stages"][-1]["name"]}
+        return other
 
     def ingest_streaming(self, specs: list[str], options: IngestOptions, progress: bool = True) -> None:
         """Ingest straight into shards, never holding the corpus in memory."""

@@ -76,10 +76,41 @@ class FilterSpec(_Strict):
     name: str | None = None
 
 
+class ScoreSpec(_Strict):
+    """Quality signals: the judge-distilled probe (with coherence and response tokens), optionally IFD."""
+
+    probe: str | None = None
+    embedder: str | None = None
+    ifd: bool = False
+    ifd_model: str | None = None
+
+
+class SelectSpec(_Strict):
+    """A selection (see :mod:`curate.select`); ``name`` names its run directory for the side selections."""
+
+    name: str
+    strategy: Literal["threshold", "top_k", "random", "longest", "diverse", "kcenter"] = "top_k"
+    n: int | None = None
+    by: str | None = None
+    min: float | None = None
+    seed: int = 0
+    max_cosine: float = 0.9
+    stratify: str | None = None
+    quota: Literal["proportional", "equal"] = "proportional"
+
+    def params(self):
+        from curate.select import SelectParams
+
+        return SelectParams(**self.model_dump(exclude={"name"}))
+
+
 class Recipe(_Strict):
     name: str | None = None
     dedup: DedupSpec | None = None
     filters: list[FilterSpec] = []
+    score: ScoreSpec | None = None
+    select: SelectSpec | None = None
+    selections: list[SelectSpec] = []
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
-from curate.schema import ID, KIND, KIND_TEXT, OUTPUT, TEXT, rejects_from
+from curate.schema import ID, KIND, KIND_TEXT, OUTPUT, SOURCE_ID, TEXT, rejects_from
 from curate.stage import StageResult
 
 STAGE = "select"
@@ -191,8 +191,10 @@ def select(
     params: SelectParams,
     scores: pl.DataFrame | None = None,
     vectors: np.ndarray | None = None,
+    labels: pl.DataFrame | None = None,
 ) -> StageResult:
-    """Apply a strategy; ``scores`` holds ``id`` and the ``by`` column, ``vectors`` the embeddings."""
+    """Apply a strategy; ``scores`` holds ``id`` and the ``by`` column, ``vectors`` the embeddings,
+    ``labels`` optional judge decisions (``source_id``, ``label``) for the report."""
     score = None
     if params.by is not None:
         if params.by == "response_words":
@@ -249,6 +251,7 @@ def select(
     result.stats = {"selected": int(keep.sum())}
     if share:
         result.stats["quotas"] = {str(k): v for k, v in share.items()}
+    result.stats["report"] = selection_report(records, np.flatnonzero(keep), score, params.seed, labels)
     if vectors is not None and keep.sum() > 1:
         result.stats.update(diversity(vectors[keep], vectors, params.seed))
     return result
@@ -276,3 +279,68 @@ def diversity(chosen: np.ndarray, pool: np.ndarray, seed: int, clusters: int = 1
         "random_clusters_hit": hit(random),
         "clusters": len(centroids),
     }
+
+
+def _quantiles(values: np.ndarray) -> dict[str, float | None]:
+    if values.size == 0:
+        return {"p10": None, "p50": None, "p90": None, "mean": None}
+    p10, p50, p90 = np.quantile(values.astype(np.float64), [0.1, 0.5, 0.9])
+    return {
+        "p10": round(float(p10), 4),
+        "p50": round(float(p50), 4),
+        "p90": round(float(p90), 4),
+        "mean": round(float(values.mean()), 4),
+    }
+
+
+def selection_report(
+    records: pl.DataFrame,
+    chosen: np.ndarray,
+    score: pl.Series | None,
+    seed: int = 0,
+    labels: pl.DataFrame | None = None,
+) -> dict[str, Any]:
+    """What a selection did, beside a random selection of the same size from the same pool.
+
+    ``labels`` (``source_id``, ``label``) are judge decisions for some records: the report gives the
+    positive rate inside the selection against the pool's (the base rate) and the random control's.
+    Response lengths are reported for both, so that "longer" is not mistaken for "better".
+    """
+    n = int(chosen.size)
+    random_pick = seeded_order(records[ID], seed)[:n]
+    words = response_words(records).to_numpy()
+    report: dict[str, Any] = {
+        "pool": records.height,
+        "selected": n,
+        "response_words": {
+            "selected": _quantiles(words[chosen]),
+            "random": _quantiles(words[random_pick]),
+            "pool": _quantiles(words),
+        },
+    }
+    if score is not None:
+        values = score.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        finite = ~np.isnan(values)
+        report["score"] = {
+            "selected": _quantiles(values[chosen][finite[chosen]]),
+            "random": _quantiles(values[random_pick][finite[random_pick]]),
+            "pool": _quantiles(values[finite]),
+        }
+    if labels is not None and labels.height:
+        joined = records.select(SOURCE_ID).with_row_index("pos").join(labels, on=SOURCE_ID, how="inner")
+        pos, y = joined["pos"].to_numpy(), joined["label"].cast(pl.Int64).to_numpy()
+        in_selection = np.isin(pos, chosen)
+        in_random = np.isin(pos, random_pick)
+
+        def rate(mask: np.ndarray) -> float | None:
+            return round(float(y[mask].mean()), 4) if mask.any() else None
+
+        report["judge"] = {
+            "labelled_in_pool": int(y.size),
+            "base_rate": rate(np.ones(y.size, dtype=bool)),
+            "labelled_in_selection": int(in_selection.sum()),
+            "positive_rate_in_selection": rate(in_selection),
+            "labelled_in_random": int(in_random.sum()),
+            "positive_rate_in_random": rate(in_random),
+        }
+    return report

@@ -244,10 +244,15 @@ class EmbeddingCache:
     """Vectors by record id for one embedder key, in atomically written Parquet parts."""
 
     def __init__(self, root: Path | str, key: str, dimension: int) -> None:
+        self.root, self.key = Path(root), key
         self.folder = Path(root) / key
         self.dimension = dimension
         self.meta_path = self.folder / "cache.json"
         self.parts = sorted(p.name for p in self.folder.glob("part-*.parquet")) if self.folder.exists() else []
+
+    def for_column(self, column: str) -> EmbeddingCache:
+        """The cache of another record column (vectors are stored by record id, so per column)."""
+        return self if column == "text" else EmbeddingCache(self.root, f"{self.key}-{column}", self.dimension)
 
     @staticmethod
     def default_root() -> Path:
@@ -286,6 +291,7 @@ def embed_records(
 ) -> tuple[np.ndarray, EncodeStats]:
     """Embeddings of ``records[column]`` in record order, reusing and filling the cache."""
     stats = EncodeStats()
+    cache = cache.for_column(column) if cache is not None else None
     ids = records["id"].to_list()
     texts = records[column].fill_null("").to_list()
     vectors = np.zeros((len(ids), embedder.dimension), dtype=np.float32)

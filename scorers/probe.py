@@ -1,14 +1,17 @@
 """The judge-distilled quality probe: a logistic regression on sentence embeddings.
 
 An LLM judge is too slow to rate 52,000 records on a CPU; its decisions on a sample teach a
-cheap model that rates every record. Features: the embedding of the whole record plus the log
-lengths (characters) of instruction, input and output, standardized. The probe is a small JSON
-file (weights, scaler, training metrics, the labels' sha256), so it ships in the repository and
-``curate probe train`` retrains it bit for bit on the same machine.
+cheap model that rates every record. Features (``FEATURES``): the embeddings of the prompt
+(instruction and input) and of the response, each on its own, their cosine (coherence: does the
+answer talk about what was asked), and the log lengths (characters) of instruction, input and
+output, standardized. The probe is a small JSON file (the standardization folded into one
+float32 weight vector, base64; training metrics; the labels' sha256), so it ships in the
+repository and ``curate probe train`` retrains it bit for bit on the same machine.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,35 +26,78 @@ from curate.schema import ID, INPUT, INSTRUCTION, OUTPUT, SOURCE_ID
 
 DEFAULT_PROBE = Path(__file__).parent / "probes" / "alpagasus-claude-minilm.json"
 SCORE = "quality_probe"
+FEATURES = "prompt-response-v2"
+LENGTH_FEATURES = ("log_chars_instruction", "log_chars_input", "log_chars_output")
 
 
 @dataclass
 class QualityProbe:
+    """``score = sigmoid(features @ weights + bias)``; ``weights`` is float32, base64 in the file."""
+
     model: str
-    weights: list[float]
+    features: str
+    weights: np.ndarray
     bias: float
-    mean: list[float]
-    scale: list[float]
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: Path | str) -> None:
-        write_bytes(Path(path), (json.dumps(asdict(self), indent=1) + "\n").encode())
+        body = asdict(self)
+        body["weights"] = base64.b64encode(np.asarray(self.weights, dtype="<f4").tobytes()).decode()
+        write_bytes(Path(path), (json.dumps(body, indent=1) + "\n").encode())
 
     @classmethod
     def load(cls, path: Path | str) -> QualityProbe:
         try:
-            return cls(**json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            body = json.loads(Path(path).read_text())
+            body["weights"] = np.frombuffer(base64.b64decode(body["weights"]), dtype="<f4").astype(np.float64)
+            probe = cls(**body)
+        except (OSError, json.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
             raise CurateError(f"{path}: not a curate quality probe ({exc})") from None
+        if probe.features != FEATURES:
+            raise CurateError(f"{path}: probe features {probe.features!r}, this curate computes {FEATURES!r}")
+        return probe
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias)))
+        if features.shape[1] != len(self.weights):
+            raise CurateError(f"probe expects {len(self.weights)} features, got {features.shape[1]}")
+        return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
 
 
-def features(records: pl.DataFrame, vectors: np.ndarray) -> np.ndarray:
+def prompt_response(records: pl.DataFrame) -> pl.DataFrame:
+    """``id``, ``prompt`` (instruction, then input when there is one) and ``response`` (output)."""
+    instruction, given = pl.col(INSTRUCTION).fill_null(""), pl.col(INPUT).fill_null("")
+    return records.select(
+        ID,
+        pl.when(given != "").then(instruction + "\n\n" + given).otherwise(instruction).alias("prompt"),
+        pl.col(OUTPUT).fill_null("").alias("response"),
+    )
+
+
+def pair_vectors(records: pl.DataFrame, embedder: Any, cache: Any = None, progress: bool = False):
+    """Prompt and response embeddings (record order), from and into the cache."""
+    from scorers.embedding import embed_records
+
+    pairs = prompt_response(records)
+    prompt, _ = embed_records(pairs, embedder, "prompt", cache, progress)
+    response, _ = embed_records(pairs, embedder, "response", cache, progress)
+    return prompt, response
+
+
+def coherence(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """Cosine of prompt and response embeddings (both unit length)."""
+    return np.einsum("ij,ij->i", prompt.astype(np.float64), response.astype(np.float64))
+
+
+def features(records: pl.DataFrame, prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
     lengths = np.stack([records[c].fill_null("").str.len_chars().to_numpy() for c in (INSTRUCTION, INPUT, OUTPUT)], 1)
-    return np.hstack([vectors.astype(np.float64), np.log1p(lengths.astype(np.float64))])
+    return np.hstack(
+        [
+            prompt.astype(np.float64),
+            response.astype(np.float64),
+            coherence(prompt, response)[:, None],
+            np.log1p(lengths.astype(np.float64)),
+        ]
+    )
 
 
 def labelled_records(records: pl.DataFrame, labels_path: Path | str) -> tuple[pl.DataFrame, np.ndarray]:
@@ -78,7 +124,8 @@ def labelled_records(records: pl.DataFrame, labels_path: Path | str) -> tuple[pl
 
 def train(
     records: pl.DataFrame,
-    vectors: np.ndarray,
+    prompt: np.ndarray,
+    response: np.ndarray,
     y: np.ndarray,
     model: str,
     labels_sha256: str,
@@ -95,7 +142,7 @@ def train(
 
     if len(set(y.tolist())) < 2:
         raise CurateError("judge labels must contain both positive and negative examples")
-    x = features(records, vectors)
+    x = features(records, prompt, response)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     predicted = cross_val_predict(pipeline, x, y, cv=cv, method="predict_proba")[:, 1]
@@ -115,15 +162,69 @@ def train(
         "C": c,
         "labels_sha256": labels_sha256,
     }
-    return QualityProbe(
-        model=model,
-        weights=logistic.coef_[0].tolist(),
-        bias=float(logistic.intercept_[0]),
-        mean=scaler.mean_.tolist(),
-        scale=scaler.scale_.tolist(),
-        metrics=metrics,
-    )
+    # Fold the standardization into the weights: w' = w / scale, b' = b - sum(w * mean / scale).
+    weights = (logistic.coef_[0] / scaler.scale_).astype("<f4")
+    bias = float(logistic.intercept_[0] - np.sum(logistic.coef_[0] * scaler.mean_ / scaler.scale_))
+    return QualityProbe(model=model, features=FEATURES, weights=weights, bias=bias, metrics=metrics)
 
 
 def label_sha256(path: Path | str) -> str:
     return sha256_file(Path(path))
+
+
+def probe_stage(
+    records: pl.DataFrame, probe: QualityProbe, embedder: Any, cache: Any = None, progress: bool = False
+) -> tuple[Any, np.ndarray]:
+    """The ``quality`` stage: keeps every record and annotates its signals; returns (result, record vectors).
+
+    Columns: ``quality_probe`` (the probe's probability that the judge rates the record >= 4.5),
+    ``coherence`` (prompt-response cosine), ``response_tokens`` (the embedder's tokenizer, uncut).
+    The record vectors (normalized prompt + response embedding) serve diversity-aware selection.
+    """
+    from curate.schema import empty_rejects
+    from curate.stage import StageResult
+
+    if INSTRUCTION not in records.columns or (records.height and records[INSTRUCTION].null_count() == records.height):
+        raise CurateError("the quality probe scores instruction records (instruction, input, output)")
+    prompt, response = pair_vectors(records, embedder, cache, progress)
+    scores = probe.predict(features(records, prompt, response)) if records.height else np.zeros(0)
+    tokens = embedder.token_lengths(records[OUTPUT].fill_null("").to_list()) if records.height else np.zeros(0)
+    annotations = pl.DataFrame(
+        {
+            ID: records[ID],
+            SCORE: pl.Series(scores, dtype=pl.Float64),
+            "coherence": pl.Series(coherence(prompt, response), dtype=pl.Float64),
+            "response_tokens": pl.Series(np.asarray(tokens), dtype=pl.Int64),
+        }
+    )
+    params = {"probe_features": probe.features, "probe_metrics": probe.metrics, "embedder": embedder.key()}
+    result = StageResult("quality", params, records.height, records, empty_rejects(), annotations)
+    result.stats = {
+        "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
+        "median_response_tokens": int(np.median(tokens)) if len(tokens) else None,
+    }
+    both = prompt.astype(np.float32) + response.astype(np.float32)
+    both /= np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
+    return result, both
+
+
+def judge_labels(spec: str) -> pl.DataFrame:
+    """``source_id``, ``label`` from a registry name (e.g. ``alpagasus-claude-sample``) or a JSONL path
+    of ``{"row": N, "score_at_least_4_5": bool}`` rows (N = the record's row in its source file)."""
+    from curate import catalog
+
+    path = Path(spec)
+    if not path.exists():
+        dataset = catalog.lookup(spec)
+        if dataset is None:
+            raise CurateError(f"judge labels {spec!r}: neither a file nor a dataset in the registry")
+        path = catalog.resolve(dataset, check=False)
+    try:
+        labels = pl.read_ndjson(path)
+    except Exception as exc:
+        raise CurateError(f"{path}: cannot read judge labels as JSON lines ({exc})") from None
+    if not {"row", "score_at_least_4_5"} <= set(labels.columns):
+        raise CurateError(f"{path}: needs columns row + score_at_least_4_5; has {labels.columns}")
+    return labels.select(
+        pl.col("row").cast(pl.String).alias(SOURCE_ID), pl.col("score_at_least_4_5").cast(pl.Boolean).alias("label")
+    )

@@ -33,13 +33,13 @@ def test_train_reports_metrics_and_retrains_bit_for_bit(tmp_path: Path, data_dir
         assert "5-fold ROC AUC" in done.stdout
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     probe = QualityProbe.load(tmp_path / "a.json")
-    assert probe.metrics["labels"] == 300 and len(probe.weights) == 384 + 3
+    assert probe.metrics["labels"] == 300 and len(probe.weights) == 384 + 384 + 1 + 3
     assert 0.0 <= probe.metrics["cv_auc"] <= 1.0
 
 
 def test_shipped_probe_is_small_and_documented() -> None:
     probe = QualityProbe.load(DEFAULT_PROBE)
-    assert DEFAULT_PROBE.stat().st_size < 40_000
+    assert DEFAULT_PROBE.stat().st_size < 8_000  # a few kB: float32 weights, base64
     assert probe.metrics["labels"] == 10_400 and probe.metrics["positives"] == 1_055
     assert probe.metrics["labels_sha256"] == "1321e4d528bfcb2a3acdf419e6e05f9206219568c9bed638667e74c48193404d"
 
@@ -75,8 +75,9 @@ def test_bad_label_files(tmp_path: Path) -> None:
 def test_score_annotates_every_record(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "scored"
     run_cli("score", "alpaca-seed-tasks", "--out", str(out), "--cache", str(tmp_path / "cache"))
-    scores = pl.read_parquet(out / "annotations" / "quality_probe.parquet")
+    scores = pl.read_parquet(out / "annotations" / "quality.parquet")
     assert scores.height == 175 and scores["quality_probe"].is_between(0, 1).all()
+    assert scores["coherence"].is_between(-1, 1).all() and (scores["response_tokens"] > 0).all()
     top = tmp_path / "top"
     run_cli("select", str(out), "--strategy", "top_k", "--by", "quality_probe", "--n", "20", "--out", str(top))
     assert json.loads((top / "manifest.json").read_text())["stages"][-1]["kept"] == 20
