@@ -434,6 +434,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     # Prefect's ephemeral server gets 20 s to start by default; a busy 2-core machine needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     from curate.funnel import summary
     from curate.run import RunDir
@@ -570,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("labels", metavar="LABELS", help="rows {row, score_at_least_4_5} or {id, label}")
     t.add_argument("--dataset", default="alpaca", help="the records the labels name (default alpaca)")
     t.add_argument("--out", help="probe file to write (default: the shipped scorers/probes/...json)")
-    t.add_argument("--c", type=float, default=0.1, help="inverse regularization of the logistic regression")
+    t.add_argument("--c", type=float, default=0.0003, help="inverse regularization of the logistic regression")
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N labels (quick checks)")

@@ -263,7 +263,8 @@ def diversity(chosen: np.ndarray, pool: np.ndarray, seed: int, clusters: int = 1
 
     rng = np.random.default_rng(seed)
     random = pool[rng.choice(len(pool), size=len(chosen), replace=False)]
-    centroids, _ = kmeans(pool, min(clusters, len(pool)), seed=seed)
+    # faiss wants about 39 points per centroid; fewer clusters for small pools.
+    centroids, _ = kmeans(pool, max(1, min(clusters, len(pool) // 39)), seed=seed)
 
     def mean_cosine(v: np.ndarray) -> float:
         total = v.sum(axis=0)

@@ -164,4 +164,7 @@ def vectors_frame(ids: list[str], column: str, vectors: np.ndarray, dtype: pl.Da
 
 def frame_vectors(frame: pl.DataFrame, column: str, dtype: type) -> np.ndarray:
     """The inverse of :func:`vectors_frame`: the array column as a (rows, length) matrix."""
+    if frame.height == 0:
+        width = frame.schema[column].size if isinstance(frame.schema[column], pl.Array) else 0
+        return np.zeros((0, width), dtype=dtype)
     return np.asarray(frame[column].to_numpy(), dtype=dtype).reshape(frame.height, -1)

@@ -284,9 +284,8 @@ def _body(
         "",
         "![lengths](figures/lengths.png)",
         "",
-        "Scores: no quality score has been computed for this set yet.",
-        "",
     ]
+    out += _selection_section(manifest)
     if facts["clusters"]:
         c = facts["clusters"]
         text = (c["largest_text"] or "")[:200].replace("\n", " ")
@@ -422,6 +421,68 @@ def _body(
     if cited:
         out += ["## Citation", "", "```bibtex", *(CITATIONS[c] for c in cited), "```", ""]
     return "\n".join(out)
+
+
+def _selection_section(manifest: dict[str, Any]) -> list[str]:
+    """Scores and the selection beside a random selection of the same size (from the stage stats)."""
+    stages = {stage["name"]: stage for stage in manifest["stages"]}
+    quality = stages.get("quality")
+    select = next((s for s in reversed(manifest["stages"]) if s["name"].startswith("select")), None)
+    if quality is None and select is None:
+        return ["Scores: no quality score has been computed for this set yet.", ""]
+    out = ["### Quality scores and selection", ""]
+    if quality is not None:
+        metrics = quality["params"].get("probe_metrics", {})
+        out += [
+            "Every record that reached the `quality` stage carries `quality_probe` (the judge-distilled probe's "
+            "probability that an AlpaGasus-style judge rates it 4.5 or more), `coherence` (cosine of prompt and "
+            "response embeddings) and `response_tokens` in `annotations/quality.parquet`. The probe's "
+            f"cross-validated ROC AUC against the judge is {metrics.get('cv_auc')} (precision in its top 10 %: "
+            f"{metrics.get('precision_top10pct')} against a base rate of {metrics.get('base_rate')}; response "
+            f"length alone: AUC {metrics.get('length_only_auc')}).",
+            "",
+        ]
+    report = (select or {}).get("stats", {}).get("report")
+    if select is not None and report:
+        params = select["params"]
+        how = f"`{params.get('strategy')}`" + (f" by `{params['by']}`" if params.get("by") else "")
+        out += [
+            f"The `{select['name']}` stage kept {report['selected']:,} of {report['pool']:,} records ({how}); "
+            f"beside it, a seeded random selection of the same size from the same pool:",
+            "",
+        ]
+        rows = []
+        for label, key in (("response words", "response_words"), ("score", "score")):
+            block = report.get(key)
+            if not block:
+                continue
+            for which in ("selected", "random", "pool"):
+                q = block[which]
+                rows.append([label, which, q["p10"], q["p50"], q["p90"], q["mean"]])
+        out += [_table(["", "set", "p10", "median", "p90", "mean"], rows), ""]
+        judge = report.get("judge")
+        if judge:
+            out += [
+                f"Judge decisions exist for {judge['labelled_in_pool']:,} records of the pool (base rate "
+                f"{judge['base_rate']}). Inside the selection {judge['labelled_in_selection']:,} are labelled and "
+                f"{judge['positive_rate_in_selection']} of them are judge-positive; inside the random selection, "
+                f"{judge['positive_rate_in_random']}. These labels trained the probe, so the rate inside the "
+                "selection is in-sample and optimistic: the cross-validated figures above are the honest estimate.",
+                "",
+            ]
+        stats = select.get("stats", {})
+        if stats.get("mean_pairwise_cosine") is not None:
+            out += [
+                f"Diversity: mean pairwise cosine {stats['mean_pairwise_cosine']} (random: "
+                f"{stats['random_mean_pairwise_cosine']}); k-means clusters hit {stats['clusters_hit']} of "
+                f"{stats['clusters']} (random: {stats['random_clusters_hit']}).",
+                "",
+            ]
+    selections = manifest.get("selections") or {}
+    if selections:
+        listed = ", ".join(f"`{name}` in `{path}/`" for name, path in sorted(selections.items()))
+        out += [f"Other selections from the same scored pool, each its own run directory and card: {listed}.", ""]
+    return out
 
 
 def write_card(run_dir: Path | str) -> Path:

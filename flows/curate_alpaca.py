@@ -209,14 +209,15 @@ def curate_alpaca(
                 records = filter_stage(writer, records, step.use, step.params, step.name or step.use)
         if score_spec is not None and not writer.skip("quality"):
             records = quality(writer, records, score_spec)
-        if score_spec is not None and score_spec.ifd:
-            writer.skip("ifd")
+        if score_spec is not None and score_spec.ifd and not writer.skip("ifd"):
+            records = ifd(writer, records, score_spec)
         if main_spec is not None and not writer.skip("select"):
             # Side selections branch off the same scored pool before the main selection narrows it.
-            writer.manifest["selections"] = {
-                s.name: side_selection(writer, records, s, score_spec, judge_labels) for s in chosen_recipe.selections
-            }
+            for side in chosen_recipe.selections:
+                side_selection(writer, records, side, score_spec, judge_labels)
             records = main_selection(writer, records, main_spec, score_spec, judge_labels)
+        if main_spec is not None:
+            writer.manifest["selections"] = {s.name: f"selections/{s.name}" for s in chosen_recipe.selections}
         manifest = export(writer, records)
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
