@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.curate_alpaca import curate_alpaca
@@ -12,9 +13,12 @@ from flows.curate_alpaca import curate_alpaca
 
 def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"
-    with prefect_test_harness():
-        result = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
-        again = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
+    recipe = tmp_path / "recipe.yaml"
+    default = (Path(__file__).parents[1] / "curate" / "recipes" / "curate-alpaca.yaml").read_text()
+    recipe.write_text(default.replace("n: 1000", "n: 40"))
+    with prefect_test_harness(server_startup_timeout=180):
+        result = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out), recipe=str(recipe), keep_n=100)
+        again = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out), recipe=str(recipe), keep_n=100)
     assert result["run"] == str(out) and result["in"] == 175
     assert result["in"] == result["kept"] + result["rejected"]
     assert again == result
@@ -26,5 +30,20 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
         "hygiene",
         "length",
         "language",
+        "quality",
+        "select",
     ]
+    assert result["kept"] == 100
     assert (out / "annotations" / "near_dup.parquet").exists()
+    quality = pl.read_parquet(out / "annotations" / "quality.parquet")
+    assert quality.columns == ["id", "quality_probe", "coherence", "response_tokens"]
+    # The 100 kept are the 100 best by the probe (ties by id).
+    best = quality.sort(["quality_probe", "id"], descending=[True, False]).head(100)["id"].sort().to_list()
+    assert sorted(pl.read_parquet(out / "data").get_column("id").to_list()) == best
+    # The LIMA-style selection is its own run directory, named in the main manifest, books complete.
+    assert manifest["selections"] == {"lima-1k": "selections/lima-1k"}
+    side = json.loads((out / "selections" / "lima-1k" / "manifest.json").read_text())
+    assert side["records"] == {"in": 175, "kept": 40, "rejected": 135}
+    assert side["stages"][-1]["params"]["strategy"] == "kcenter"
+    assert (out / "selections" / "lima-1k" / "README.md").exists()
+    assert "### Quality scores and selection" in (out / "README.md").read_text()
