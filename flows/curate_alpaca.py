@@ -27,7 +27,7 @@ from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
 from curate.run import RunDir
 from flows.report import StageClock, publish
-from flows.scale import filter_shard, map_shards, task_runner
+from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
 
@@ -43,11 +43,12 @@ def exact_dedup(writer: RunWriter, records, params: ExactDedupParams):
 
 
 @task(cache_policy=NONE, persist_result=False)
-def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str | None):
+def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str | None, signed=None):
+    """LSH clustering over the whole corpus, from signatures signed per shard (``signed``)."""
     from curate.dedup.index import open_index
 
     opened = open_index(index, params) if index else None
-    result = near_duplicates(records, params, index=opened)
+    result = near_duplicates(records, params, index=opened, signed=signed)
     kept = writer.add(result)
     if opened is not None:
         add_to_index(opened, result)
@@ -130,7 +131,8 @@ def curate_alpaca(
                     records = exact_dedup(writer, records, exact)
             if not writer.skip("near_dup"):
                 with clock("near_dup"):
-                    records = near_dedup(writer, records, near, near_index)
+                    signed = sign_shards(runner, records, near, shard_rows)
+                    records = near_dedup(writer, records, near, near_index, signed)
             for step in steps:
                 name = step.name or step.use
                 if not writer.skip(name):

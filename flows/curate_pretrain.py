@@ -26,7 +26,7 @@ from curate.recipe import load_recipe
 from curate.run import RunDir
 from flows.curate_alpaca import card, exact_dedup, export, filter_stage, ingest, near_dedup
 from flows.report import StageClock, publish
-from flows.scale import task_runner
+from flows.scale import sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
 
@@ -80,7 +80,8 @@ def curate_pretrain(
                     records = exact_dedup(writer, records, exact)
             if not writer.skip("near_dup"):
                 with clock("near_dup"):
-                    records = near_dedup(writer, records, near, near_index)
+                    signed = sign_shards(runner, records, near, shard_rows)
+                    records = near_dedup(writer, records, near, near_index, signed)
             for step in spec.filters:
                 name = step.name or step.use
                 if not writer.skip(name):

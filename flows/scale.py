@@ -3,8 +3,9 @@
 ``dask`` names the cluster: ``tcp://host:8786`` connects to a running scheduler (start one with
 ``dask scheduler`` and ``dask worker tcp://host:8786``), ``local:N`` starts a
 ``distributed.LocalCluster`` of N in-process workers for this run (processes=False: they share
-this process's Prefect client, so no extra API server is needed). Whole-corpus steps (exact
-and near dedup, selection, export) always run once, in the flow.
+this process's Prefect client, so no extra API server is needed). Per shard: filters and
+MinHash signing. Whole-corpus steps (exact dedup, LSH clustering, selection, export) run once,
+in the flow.
 """
 
 from __future__ import annotations
@@ -46,6 +47,23 @@ def filter_shard(records: Any, use: str, params: dict[str, Any], name: str) -> S
     from curate.registry import get
 
     return run_filter(records, get("filter", use)(**params), name)
+
+
+@task(cache_policy=NONE, persist_result=False)
+def sign_shard(records: Any, params: Any) -> tuple[Any, Any]:
+    """MinHash shingles and signatures of one shard's texts (the per-shard half of near dedup)."""
+    from curate.dedup.near import sign_texts
+    from curate.schema import TEXT
+
+    return sign_texts(records[TEXT], params)
+
+
+def sign_shards(runner: TaskRunner, records: Any, params: Any, rows: int) -> tuple[Any, Any]:
+    """Signatures of all records, signed shard by shard on ``runner``; LSH clustering stays whole-corpus."""
+    from curate.dedup.near import concat_signed
+
+    futures = [runner.submit(sign_shard, {"records": part, "params": params}) for part in shards(records, rows)]
+    return concat_signed([future.result() for future in futures])
 
 
 def map_shards(

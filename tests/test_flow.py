@@ -12,7 +12,7 @@ from flows.curate_alpaca import curate_alpaca
 
 def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "run"
-    with prefect_test_harness():
+    with prefect_test_harness(server_startup_timeout=120):
         result = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
         again = curate_alpaca(sources=["alpaca-seed-tasks"], out=str(out))
     assert result["run"] == str(out) and result["in"] == 175
