@@ -5,7 +5,9 @@
   the flow measured them and shows them in its funnel artifact).
 * ``warm_seconds``: the same command again (the run is up to date: nothing recomputed).
 * ``prefect_overhead``: the cold flow's wall time over the same library calls in one plain
-  Python process on the same data, minus one. ``plain_stages`` are the baseline's stage times;
+  Python process on the same data, minus one. ``prefect_overhead_with_server`` is the same for
+  a cold run against an already running Prefect server (how deployments run), which saves the
+  temporary server's start. ``plain_stages`` are the baseline's stage times;
   ``startup_seconds`` is the flow's wall time outside its stages (interpreter, imports,
   Prefect's temporary API server, flow-run bookkeeping).
 
@@ -70,6 +72,27 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, dict[str, flo
     return seconds, json.loads(lines[-1].removeprefix("stage seconds: ")) if lines else {}
 
 
+def served_run(env: dict[str, str], out: str) -> tuple[float, dict[str, float]]:
+    """The cold flow against an already running server (as deployments and `curate serve` run)."""
+    from flows.demo import free_port
+    from flows.serve import wait_healthy
+
+    port = free_port(4290)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(port, timeout=300)
+        flow = [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", out]
+        return timed(flow, {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--plain":
         return plain(sys.argv[2])
@@ -84,6 +107,8 @@ def main() -> None:
         print(f"warm flow (up to date): {warm:.1f} s", file=sys.stderr)
         baseline, plain_stages = timed([sys.executable, __file__, "--plain", f"{tmp}/plain"], env)
         print(f"plain library calls: {baseline:.1f} s {plain_stages}", file=sys.stderr)
+        served, served_stages = served_run(env, f"{tmp}/served")
+        print(f"cold flow against a running server: {served:.1f} s {served_stages}", file=sys.stderr)
         manifest = json.loads(Path(f"{tmp}/flow/manifest.json").read_text())
         same = (
             manifest["outputs"]["data"] == json.loads(Path(f"{tmp}/plain/manifest.json").read_text())["outputs"]["data"]
@@ -96,6 +121,8 @@ def main() -> None:
                 "warm_seconds": round(warm, 1),
                 "plain_seconds": round(baseline, 1),
                 "prefect_overhead": round(cold / baseline - 1, 3),
+                "served_seconds": round(served, 1),
+                "prefect_overhead_with_server": round(served / baseline - 1, 3),
                 "stages": stages,
                 "plain_stages": plain_stages,
                 "startup_seconds": round(cold - sum(stages.values()), 1),

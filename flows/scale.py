@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from curate.errors import CurateError
 from curate.stage import StageResult, concat_results
 
 
@@ -27,16 +28,23 @@ def task_runner(dask: str | None, threads: int = 2) -> TaskRunner:
     from prefect_dask import DaskTaskRunner
 
     if dask.startswith("local:"):
-        workers = int(dask.split(":", 1)[1] or 2)
+        count = dask.split(":", 1)[1] or "2"
+        if not count.isdigit() or int(count) < 1:
+            raise CurateError(f"--dask {dask}: local:N needs a positive number of workers")
+        workers = int(count)
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
             cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": False},
         )
+    if "://" not in dask:
+        raise CurateError(f"--dask {dask}: give a scheduler address (tcp://HOST:8786) or local:N")
     return DaskTaskRunner(address=dask)
 
 
 def shards(records: Any, rows: int) -> list[Any]:
     """Consecutive row slices of at most ``rows`` rows (zero-copy; at least one, maybe empty)."""
+    if rows < 1:
+        raise CurateError(f"shard_rows must be at least 1, not {rows}")
     return [records.slice(start, rows) for start in range(0, max(records.height, 1), rows)]
 
 
