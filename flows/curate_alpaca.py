@@ -32,8 +32,15 @@ from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
 
 
-@task(cache_policy=NONE, persist_result=False)
+def _network_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: a failed download, not bad input."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OSError) or str(exc).startswith("cannot download")
+
+
+@task(cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=10, retry_condition_fn=_network_failure)
 def ingest(writer: RunWriter, sources: list[str], options: IngestOptions):
+    """Retried on a failed download of a registry source (downloads are verified and atomic)."""
     return writer.open_input(sources, options, progress=False)
 
 
