@@ -34,7 +34,14 @@ def task_runner(dask: str | None, threads: int = 2) -> TaskRunner:
         workers = int(count)
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
-            cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": False},
+            # Dashboards on 127.0.0.1 only, like every other service curate starts.
+            cluster_kwargs=dict(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=False,
+                dashboard_address="127.0.0.1:0",
+                worker_dashboard_address="127.0.0.1:0",
+            ),
         )
     if "://" not in dask:
         raise CurateError(f"--dask {dask}: give a scheduler address (tcp://HOST:8786) or local:N")
