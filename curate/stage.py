@@ -48,3 +48,25 @@ class StageResult:
             "rejected_by_reason": dict(sorted(reasons.items())),
             **({"stats": self.stats} if self.stats else {}),
         }
+
+
+def concat_results(parts: list[StageResult]) -> StageResult:
+    """One stage result from the results of the same stage over consecutive shards, in order.
+
+    For a stage that decides each record on its own (every filter), this equals running the
+    stage over the whole frame, which is what lets a flow spread shards over workers.
+    """
+    if not parts:
+        raise ValueError("concat_results needs at least one part")
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    annotations = [p.annotations for p in parts if p.annotations is not None]
+    return StageResult(
+        first.name,
+        first.params,
+        sum(p.n_in for p in parts),
+        pl.concat([p.kept for p in parts], rechunk=True),
+        pl.concat([p.rejects for p in parts], rechunk=True),
+        pl.concat(annotations, rechunk=True) if len(annotations) == len(parts) else None,
+    )

@@ -12,11 +12,13 @@ answers *something* for "ok thx", and that guess would reject short records at r
 from __future__ import annotations
 
 import re
+import threading
 from functools import partial
 from typing import Literal
 
 import polars as pl
 from langdetect import DetectorFactory, detect_langs
+from langdetect.detector_factory import init_factory
 from langdetect.lang_detect_exception import LangDetectException
 from pydantic import Field
 
@@ -69,6 +71,17 @@ def _detect_one(text: str, min_chars: int) -> tuple[str, float, str]:
     return ranked[0].lang, float(ranked[0].prob), OK
 
 
+_PROFILES = threading.Lock()
+
+
+def _load_profiles() -> None:
+    """Load langdetect's profiles once, under a lock: its lazy loader publishes the factory before
+    the profiles are in, so a second thread (shards filtered side by side) would detect with
+    only some languages loaded and get different answers."""
+    with _PROFILES:
+        init_factory()
+
+
 def detect_languages(
     texts: list[str | None], workers: int | None = None, min_chars: int = 20, *, chunk_size: int = CHUNK_SIZE
 ) -> tuple[list[str], list[float], list[str]]:
@@ -79,6 +92,7 @@ def detect_languages(
     spawned, not forked (polars is not fork-safe); a pool that breaks (a script without an
     ``if __name__ == "__main__"`` guard) falls back to detecting here, with a warning.
     """
+    _load_profiles()
     rows = map_distinct(
         partial(_detect_one, min_chars=min_chars),
         texts,

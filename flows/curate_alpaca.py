@@ -3,16 +3,19 @@
 recipe (a LIMA-style 1k) exported beside it as their own run directories under ``RUN/selections/``.
 
 The flow only wires library calls into tasks; all logic lives in :mod:`curate` and :mod:`scorers`.
+Tasks hand each other frames in memory (results are never persisted or hashed); filters map over
+shards of ``shard_rows`` records on local threads or, with ``dask``, on a Dask cluster (see
+:mod:`flows.scale`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
@@ -24,26 +27,36 @@ from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
 from curate.run import RunDir
+from flows.report import StageClock, publish
+from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
 
 
-@task(cache_policy=NONE)
+def _network_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: a failed download, not bad input."""
+    exc = state.result(raise_on_failure=False)
+    return isinstance(exc, OSError) or str(exc).startswith("cannot download")
+
+
+@task(cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=10, retry_condition_fn=_network_failure)
 def ingest(writer: RunWriter, sources: list[str], options: IngestOptions):
+    """Retried on a failed download of a registry source (downloads are verified and atomic)."""
     return writer.open_input(sources, options, progress=False)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def exact_dedup(writer: RunWriter, records, params: ExactDedupParams):
     return writer.add(exact_duplicates(records, params))
 
 
-@task(cache_policy=NONE)
-def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str | None):
+@task(cache_policy=NONE, persist_result=False)
+def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str | None, signed=None):
+    """LSH clustering over the whole corpus, from signatures signed per shard (``signed``)."""
     from curate.dedup.index import open_index
 
     opened = open_index(index, params) if index else None
-    result = near_duplicates(records, params, index=opened)
+    result = near_duplicates(records, params, index=opened, signed=signed)
     kept = writer.add(result)
     if opened is not None:
         add_to_index(opened, result)
@@ -51,12 +64,9 @@ def near_dedup(writer: RunWriter, records, params: NearDedupParams, index: str |
     return kept
 
 
-@task(cache_policy=NONE)
-def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], name: str):
-    from curate.filtering import run_filter
-    from curate.registry import get
-
-    return writer.add(run_filter(records, get("filter", use)(**params), name))
+def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], name: str, runner, shard_rows: int):
+    """A filter mapped over shards of the records (one task per shard), booked as one stage."""
+    return writer.add(map_shards(runner, filter_shard, records, shard_rows, use=use, params=params, name=name))
 
 
 def _embedder(spec):
@@ -66,7 +76,7 @@ def _embedder(spec):
     return embedder, EmbeddingCache(EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def quality(writer: RunWriter, records, spec):
     from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
 
@@ -76,7 +86,7 @@ def quality(writer: RunWriter, records, spec):
     return writer.add(result)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def ifd(writer: RunWriter, records, spec):
     from scorers.ifd import IfdParams, ifd_stage
 
@@ -105,7 +115,7 @@ def _selection_inputs(writer: RunWriter, records, spec, score_spec, labels: str 
     return scores, vectors, judged
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def side_selection(writer: RunWriter, records, spec, score_spec, labels: str | None) -> str:
     from curate.select import select
     from dataset_cards.card import write_card
@@ -121,7 +131,7 @@ def side_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
     return str(out)
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | None):
     from curate.select import select
 
@@ -129,14 +139,14 @@ def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
     return writer.add(select(records, spec.params(), scores=scores, vectors=vectors, labels=judged))
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def card(out: str) -> str:
     from dataset_cards.card import write_card
 
     return str(write_card(out))
 
 
-@task(cache_policy=NONE)
+@task(cache_policy=NONE, persist_result=False)
 def export(writer: RunWriter, kept) -> dict[str, Any]:
     return writer.finish(kept)
 
@@ -160,13 +170,17 @@ def curate_alpaca(
     recipe: str | None = None,
     keep_n: int | None = None,
     judge_labels: str | None = "alpagasus-claude-sample",
+    dask: str | None = None,
+    shard_rows: int = 100_000,
 ) -> dict[str, Any]:
-    """Curate an instruction dataset; returns the run's record counts and where it is.
+    """Curate an instruction dataset; returns the run's record counts, where it is and stage seconds.
 
     ``recipe`` (a YAML path) supplies the filters, the quality scorers and the selections; the
     default is curate/recipes/curate-alpaca.yaml. ``keep_n`` overrides the main selection's size;
     ``judge_labels`` (registry name or path) are judge decisions used only to report the positive
-    rate inside the selection against the base rate (None: no report).
+    rate inside the selection against the base rate (None: no report). ``dask`` runs the per-shard
+    tasks on a Dask cluster (``tcp://host:8786`` or ``local:N``); neither it nor ``shard_rows``
+    changes a byte of the outputs.
     """
     logger = get_run_logger()
     chosen_recipe = load_recipe(recipe or DEFAULT_RECIPE)
@@ -198,49 +212,69 @@ def curate_alpaca(
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
     writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
+    clock = StageClock()
     try:
-        records = ingest(writer, sources, options)
-        if not writer.skip("exact_dedup"):
-            records = exact_dedup(writer, records, exact)
-        if not writer.skip("near_dup"):
-            records = near_dedup(writer, records, near, near_index)
-        for step in steps:
-            if not writer.skip(step.name or step.use):
-                records = filter_stage(writer, records, step.use, step.params, step.name or step.use)
+        with clock("ingest"):
+            records = ingest(writer, sources, options)
+        with task_runner(dask) as runner:
+            if not writer.skip("exact_dedup"):
+                with clock("exact_dedup"):
+                    records = exact_dedup(writer, records, exact)
+            if not writer.skip("near_dup"):
+                with clock("near_dup"):
+                    signed = sign_shards(runner, records, near, shard_rows)
+                    records = near_dedup(writer, records, near, near_index, signed)
+            for step in steps:
+                name = step.name or step.use
+                if not writer.skip(name):
+                    with clock(name):
+                        records = filter_stage(writer, records, step.use, step.params, name, runner, shard_rows)
         if score_spec is not None and not writer.skip("quality"):
-            records = quality(writer, records, score_spec)
+            with clock("quality"):
+                records = quality(writer, records, score_spec)
         if score_spec is not None and score_spec.ifd and not writer.skip("ifd"):
-            records = ifd(writer, records, score_spec)
+            with clock("ifd"):
+                records = ifd(writer, records, score_spec)
         if main_spec is not None and not writer.skip("select"):
-            # Side selections branch off the same scored pool before the main selection narrows it.
-            for side in chosen_recipe.selections:
-                side_selection(writer, records, side, score_spec, judge_labels)
-            records = main_selection(writer, records, main_spec, score_spec, judge_labels)
+            with clock("select"):
+                # Side selections branch off the same scored pool before the main selection narrows it.
+                for side in chosen_recipe.selections:
+                    side_selection(writer, records, side, score_spec, judge_labels)
+                records = main_selection(writer, records, main_spec, score_spec, judge_labels)
         if main_spec is not None:
             writer.manifest["selections"] = {s.name: f"selections/{s.name}" for s in chosen_recipe.selections}
-        manifest = export(writer, records)
+        with clock("export"):
+            manifest = export(writer, records)
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
-    card_path = card(out)
-    table = funnel_table(manifest, markdown=True)
-    create_markdown_artifact(
-        key="curate-alpaca-funnel",
-        markdown=f"# curate-alpaca funnel\n\n{table}\n\nRun: `{out}`; card: `{card_path}`",
-        description="stage, in, kept, rejected by reason",
-    )
+    with clock("card"):
+        card_path = card(out)
+    publish("curate-alpaca", manifest, out, card_path, clock.seconds)
     logger.info("funnel:\n%s", funnel_table(manifest))
-    return {"run": out, **manifest["records"]}
+    return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the curate-alpaca flow locally.")
     parser.add_argument("sources", nargs="*", default=["alpaca"])
     parser.add_argument("--out", default="runs/curate-alpaca")
+    parser.add_argument("--dask", help="run per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
+    parser.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task")
+    parser.add_argument("--recipe", help="recipe YAML (default curate/recipes/curate-alpaca.yaml)")
+    parser.add_argument("--keep", type=int, help="records the main selection keeps (recipe default 9000)")
     args = parser.parse_args()
-    result = curate_alpaca(sources=args.sources, out=args.out)
+    result = curate_alpaca(
+        sources=args.sources,
+        out=args.out,
+        dask=args.dask,
+        shard_rows=args.shard_rows,
+        recipe=args.recipe,
+        keep_n=args.keep,
+    )
     print(summary(RunDir(args.out).manifest(), args.out))
-    print(f"  card: {args.out}/README.md (figures in {args.out}/figures/)")
+    print(f"  card: {result['card']} (figures in {args.out}/figures/)")
+    print("stage seconds: " + json.dumps(result["seconds"]))
     print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
 
 

@@ -14,6 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,23 +51,29 @@ def wait_healthy(port: int, timeout: float = 120) -> None:
     raise RuntimeError(f"the Prefect server on port {port} did not become healthy in {timeout:.0f} s")
 
 
-def serve(port: int = 4200, home: Path | None = None) -> int:
-    """Start everything, wait until stopped, stop everything; returns an exit code."""
+@dataclass
+class Services:
+    """The started server and worker, and the environment that reaches them."""
+
+    env: dict[str, str]
+    processes: list[subprocess.Popen]
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self.processes)
+
+
+@contextmanager
+def services(port: int = 4200, home: Path | None = None) -> Iterator[Services]:
+    """Server, work pool, deployments and worker, running while the ``with`` block runs.
+
+    Yields them with the environment that points Prefect commands at the server. Leaving the block, by
+    an error, Ctrl-C or SIGTERM too, stops everything started here.
+    """
     env = environment(port, home)
     Path(env["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     started: list[subprocess.Popen] = []
-
-    def stop(*_: object) -> None:
-        for proc in reversed(started):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in reversed(started):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    signal.signal(signal.SIGTERM, lambda *_: (stop(), sys.exit(0)))
+    running = Services(env, started)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         print(f"starting a Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={env['PREFECT_HOME']})", flush=True)
         started.append(
@@ -92,18 +101,44 @@ def serve(port: int = 4200, home: Path | None = None) -> int:
         started.append(
             subprocess.Popen(_prefect("worker", "start", "--pool", POOL), env=env, cwd=ROOT, start_new_session=True)
         )
-        print(
-            f"ready: PREFECT_API_URL={env['PREFECT_API_URL']} prefect deployment run "
-            "'curate-alpaca/curate-alpaca' --watch   (Ctrl-C stops the server and the worker)",
-            flush=True,
-        )
-        while all(proc.poll() is None for proc in started):
-            time.sleep(1)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+        yield running
+        if not running.alive():
+            raise RuntimeError("the Prefect server or worker stopped on its own; see its output above")
     finally:
-        stop()
+        for proc in reversed(started):  # the worker first, so it can still report to the server
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        signal.signal(signal.SIGTERM, previous)
+        if started:
+            print("stopped the Prefect server and worker", flush=True)
+
+
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(143)
+
+
+def serve(port: int = 4200, home: Path | None = None) -> int:
+    """Start everything, wait until stopped (Ctrl-C or SIGTERM), stop everything; an exit code."""
+    try:
+        with services(port, home) as running:
+            print(
+                f"ready: PREFECT_API_URL={running.env['PREFECT_API_URL']} prefect deployment run "
+                "'curate-alpaca/curate-alpaca' --watch   (Ctrl-C stops the server and the worker)",
+                flush=True,
+            )
+            while running.alive():
+                time.sleep(1)
+    except (KeyboardInterrupt, SystemExit):
+        return 0
+    except RuntimeError as exc:
+        print(f"curate serve: {exc}", file=sys.stderr)
+        return 1
+    return 1
 
 
 if __name__ == "__main__":

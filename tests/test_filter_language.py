@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -150,3 +151,27 @@ def test_registry_params_and_listing() -> None:
         "reject",
         "detail",
     ]
+
+
+def test_threads_detecting_at_first_use_agree_with_one_thread(data_dir: object) -> None:
+    """Shards filtered side by side in threads (the flows' default) must not see a half-loaded
+    langdetect factory; this only shows in a fresh process, at the first detection."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = f"""
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from filters.language import detect_languages
+posts = sorted(set(Path({str(data_dir)!r}, "corpora", "social_posts.txt").read_text().split("------")))[:400]
+parts = [posts[i::4] for i in range(4)]
+with ThreadPoolExecutor(4) as pool:
+    threaded = list(pool.map(lambda part: detect_languages(part, workers=1)[0], parts))
+print(json.dumps([threaded, [detect_languages(part, workers=1)[0] for part in parts]]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    threaded, sequential = json.loads(done.stdout.strip().splitlines()[-1])
+    assert threaded == sequential

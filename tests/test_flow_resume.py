@@ -14,7 +14,20 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def flow(out: Path, data_dir: Path, home: Path) -> subprocess.Popen:
+def filters_only(tmp_path: Path) -> Path:
+    """The default recipe without scoring and selection: the checkpoints, not the embedder, are under test
+    (tests/test_flow.py runs the quality and selection stages)."""
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "curate" / "recipes" / "curate-alpaca.yaml").read_text())
+    for key in ("score", "select", "selections"):
+        recipe.pop(key, None)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def flow(out: Path, data_dir: Path, home: Path, recipe: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "CURATE_DATA_DIR": str(data_dir),
@@ -23,7 +36,7 @@ def flow(out: Path, data_dir: Path, home: Path) -> subprocess.Popen:
         "DO_NOT_TRACK": "1",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", str(out)],
+        [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", str(out), "--recipe", str(recipe)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -34,13 +47,14 @@ def flow(out: Path, data_dir: Path, home: Path) -> subprocess.Popen:
 
 
 def test_killed_flow_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
+    recipe = filters_only(tmp_path)
     home = tmp_path / "prefect"
     reference = tmp_path / "reference"
-    done = flow(reference, data_dir, home)
+    done = flow(reference, data_dir, home, recipe)
     assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
 
     out = tmp_path / "killed"
-    proc = flow(out, data_dir, home)
+    proc = flow(out, data_dir, home, recipe)
     state = out / ".checkpoints" / "state.json"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -52,7 +66,7 @@ def test_killed_flow_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, da
     proc.wait()
     assert not (out / "manifest.json").exists(), "the kill came too late to test anything"
 
-    resumed = flow(out, data_dir, home)
+    resumed = flow(out, data_dir, home, recipe)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output[-3000:]
     assert "resuming" in output and "stage(s) already done" in output

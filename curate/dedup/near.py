@@ -198,16 +198,33 @@ def _keys(sigs: np.ndarray, rows_of: np.ndarray, bands: int, rows: int, chunk: i
     return keys
 
 
+def concat_signed(parts: list[tuple[Shingles, np.ndarray]]) -> tuple[Shingles, np.ndarray]:
+    """:func:`sign_texts` of consecutive slices of texts, joined: equal to signing them at once
+    (every text's shingles and signature depend on that text alone)."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets, base = [np.zeros(1, dtype=np.int64)], 0
+    for shingles, _ in parts:
+        offsets.append(shingles.offsets[1:] + base)
+        base += int(shingles.offsets[-1])
+    hashes = np.concatenate([shingles.hashes for shingles, _ in parts])
+    return Shingles(hashes, np.concatenate(offsets)), np.concatenate([sigs for _, sigs in parts])
+
+
 def near_duplicates(
     records: pl.DataFrame,
     params: NearDedupParams | None = None,
     index: NearDupIndex | None = None,
     scores: pl.DataFrame | None = None,
+    signed: tuple[Shingles, np.ndarray] | None = None,
 ) -> StageResult:
+    """``signed``: :func:`sign_texts` of ``records`` computed elsewhere (e.g. per shard on workers)."""
     params = params or NearDedupParams()
     bands, rows = params.banding()
     n = records.height
-    shingles, sigs = sign_texts(records[TEXT], params)
+    shingles, sigs = signed if signed is not None else sign_texts(records[TEXT], params)
+    if sigs.shape != (n, params.num_perm):
+        raise ValueError(f"signed has {sigs.shape[0]} signatures of {sigs.shape[1]}; need {n} of {params.num_perm}")
     counts = shingles.counts
     sets = _SortedShingles(shingles)
     rank = _priority(records, params.keep, scores)

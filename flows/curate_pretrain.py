@@ -1,0 +1,125 @@
+"""The ``curate-pretrain`` flow: pretraining corpora (JSONL, Parquet, text; many shards) ->
+exact dedup -> near dedup -> language and quality heuristics -> PII -> export -> dataset card.
+
+It reuses curate-alpaca's tasks; the filters come from curate/recipes/curate-pretrain.yaml
+(language, gopher_quality, c4_quality, pii with redaction) and map over shards of
+``shard_rows`` records, on local threads or on a Dask cluster (``dask``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from curate.dedup.exact import ExactDedupParams
+from curate.dedup.minhash import ShingleParams
+from curate.dedup.near import NearDedupParams
+from curate.funnel import funnel_table, summary
+from curate.ingest import IngestOptions
+from curate.normalize import TextNormalization
+from curate.pipeline import ExportOptions, RunWriter, UpToDate
+from curate.recipe import load_recipe
+from curate.run import RunDir
+from flows.curate_alpaca import card, exact_dedup, export, filter_stage, ingest, near_dedup
+from flows.report import StageClock, publish
+from flows.scale import sign_shards, task_runner
+
+DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
+
+
+@flow(name="curate-pretrain", log_prints=True)
+def curate_pretrain(
+    sources: list[str],
+    out: str = "runs/curate-pretrain",
+    format: str | None = None,
+    text_field: str | None = None,
+    delimiter: str | None = None,
+    near_threshold: float = 0.8,
+    ngram: int = 5,
+    num_perm: int = 128,
+    near_index: str | None = None,
+    max_shard_rows: int = 100_000,
+    strict: bool = False,
+    recipe: str | None = None,
+    dask: str | None = None,
+    shard_rows: int = 100_000,
+) -> dict[str, Any]:
+    """Curate pretraining text; returns the run's record counts, where it is and stage seconds.
+
+    ``sources``: files, folders of shards or registry names. ``text_field`` reads that field of
+    JSONL/Parquet rows as the text; ``delimiter`` splits plain-text files on lines equal to it.
+    """
+    logger = get_run_logger()
+    spec = load_recipe(recipe or DEFAULT_RECIPE)
+    options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
+    exact_spec = spec.dedup.exact if spec.dedup and spec.dedup.exact else None
+    exact = ExactDedupParams(
+        TextNormalization(**exact_spec.model_dump()) if exact_spec else TextNormalization("NFKC", True, True)
+    )
+    near = NearDedupParams(threshold=near_threshold, num_perm=num_perm, shingles=ShingleParams(ngram=ngram))
+    plan = {
+        "input": sources,
+        "ingest": options.params(),
+        "exact": exact.as_dict(),
+        "near": near.as_dict(),
+        "index": near_index,
+        "filters": [step.model_dump() for step in spec.filters],
+    }
+    writer = RunWriter(out, "curate-pretrain", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
+    clock = StageClock()
+    try:
+        with clock("ingest"):
+            records = ingest(writer, sources, options)
+        with task_runner(dask) as runner:
+            if not writer.skip("exact_dedup"):
+                with clock("exact_dedup"):
+                    records = exact_dedup(writer, records, exact)
+            if not writer.skip("near_dup"):
+                with clock("near_dup"):
+                    signed = sign_shards(runner, records, near, shard_rows)
+                    records = near_dedup(writer, records, near, near_index, signed)
+            for step in spec.filters:
+                name = step.name or step.use
+                if not writer.skip(name):
+                    with clock(name):
+                        records = filter_stage(writer, records, step.use, step.params, name, runner, shard_rows)
+        with clock("export"):
+            manifest = export(writer, records)
+    except UpToDate:
+        logger.info("%s is up to date; nothing to do", out)
+        manifest = RunDir(out).manifest()
+    with clock("card"):
+        card_path = card(out)
+    publish("curate-pretrain", manifest, out, card_path, clock.seconds)
+    logger.info("funnel:\n%s", funnel_table(manifest))
+    return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the curate-pretrain flow locally.")
+    parser.add_argument("sources", nargs="+")
+    parser.add_argument("--out", default="runs/curate-pretrain")
+    parser.add_argument("--text-field")
+    parser.add_argument("--delimiter")
+    parser.add_argument("--dask", help="run per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
+    parser.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task")
+    args = parser.parse_args()
+    result = curate_pretrain(
+        sources=args.sources,
+        out=args.out,
+        text_field=args.text_field,
+        delimiter=args.delimiter,
+        dask=args.dask,
+        shard_rows=args.shard_rows,
+    )
+    print(summary(RunDir(args.out).manifest(), args.out))
+    print(f"  card: {result['card']}")
+    print("stage seconds: " + json.dumps(result["seconds"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""What a flow run publishes: the funnel with per-stage wall times, the run directory, the card."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+
+from curate.funnel import funnel_rows
+
+
+class StageClock:
+    """Wall time per named step of a flow run, in the order the steps ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def funnel_markdown(manifest: dict[str, Any], seconds: dict[str, float]) -> str:
+    """The funnel (stage, in, kept, rejected by reason) with each stage's wall time in this run."""
+    lines = ["| stage | in | kept | rejected | rejected by reason | seconds |", "|---|---|---|---|---|---|"]
+    for row in funnel_rows(manifest):
+        reasons = ", ".join(f"{k} {v:,}" for k, v in row["reasons"].items()) or "-"
+        took = f"{seconds[row['stage']]:.2f}" if row["stage"] in seconds else "- (done earlier)"
+        lines.append(f"| {row['stage']} | {row['in']:,} | {row['kept']:,} | {row['rejected']:,} | {reasons} | {took} |")
+    staged = {row["stage"] for row in funnel_rows(manifest)}
+    for name, value in seconds.items():
+        if name not in staged:
+            lines.append(f"| {name} | | | | | {value:.2f} |")
+    return "\n".join(lines)
+
+
+def publish(flow_name: str, manifest: dict[str, Any], out: str, card: str, seconds: dict[str, float]) -> str:
+    """Create the run's markdown artifact (key ``<flow>-funnel``); returns its markdown."""
+    records = manifest["records"]
+    markdown = (
+        f"# {flow_name} funnel\n\n{funnel_markdown(manifest, seconds)}\n\n"
+        f"{records['in']:,} records in, {records['kept']:,} kept, {records['rejected']:,} rejected; "
+        f"wall time {sum(seconds.values()):.1f} s\n\nRun directory: `{out}`\n\nDataset card: `{card}`\n"
+    )
+    create_markdown_artifact(
+        key=f"{flow_name}-funnel", markdown=markdown, description="stage, in, kept, rejected by reason, seconds"
+    )
+    return markdown
