@@ -431,6 +431,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     raise SystemExit(serve(args.port))
 
 
+def cmd_serve_lm(args: argparse.Namespace) -> None:
+    from curate.lm_server import serve
+
+    serve(args.host, args.port, args.model, args.device)
+
+
 def cmd_datasets(args: argparse.Namespace) -> None:
     from curate import catalog
 
@@ -578,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=4200, help="port of the server on 127.0.0.1")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-lm", help="serve a local causal LM over an OpenAI-compatible HTTP API (/v1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", help="HF causal LM name or path (default: bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_serve_lm)
 
     p = sub.add_parser("datasets", help="list the dataset registry")
     p.set_defaults(func=cmd_datasets)

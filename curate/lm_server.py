@@ -1,0 +1,128 @@
+"""A small OpenAI-compatible HTTP server for a local causal LM.
+
+``curate serve-lm`` serves SmolLM2-135M-Instruct (or any HF causal LM) at ``/v1``: ``GET /models``,
+``POST /chat/completions`` (the model's chat template) and ``POST /completions``. It is the real
+stand-in for a hosted endpoint in tests and on machines without one. (FastAPI is imported at
+module level because it resolves the handlers' annotations there; only ``curate serve-lm`` imports
+this module.) Generation is serialized
+by a lock (one model, one forward pass at a time); ``n`` choices of one request are generated
+as one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+
+
+def create_app(lm: Any) -> Any:
+    from curate.generate import chat_prompt, generate_batch
+
+    app = FastAPI(title="curate serve-lm")
+    lock = threading.Lock()
+    served = lm.name
+
+    def sampling(body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            stop = body.get("stop")
+            return {
+                "max_tokens": int(body.get("max_tokens") or body.get("max_completion_tokens") or 128),
+                "temperature": float(body.get("temperature", 1.0)),
+                "top_p": float(body.get("top_p", 1.0)),
+                "seed": None if body.get("seed") is None else int(body["seed"]),
+                "n": max(1, int(body.get("n", 1))),
+                "stop": [stop] if isinstance(stop, str) else stop,
+            }
+        except (TypeError, ValueError) as exc:
+            raise HTTPException(400, f"bad sampling parameter: {exc}") from None
+
+    def run(prompt: str, params: dict[str, Any]):
+        with lock:
+            return generate_batch(lm, [prompt], batch_size=1, **params)[0]
+
+    def usage(choices) -> dict[str, int]:
+        prompt_tokens = choices[0].prompt_tokens
+        completion = sum(c.completion_tokens for c in choices)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise HTTPException(400, "the body must be a JSON object")
+        return body
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "curate", "created": 0}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict[str, Any]:
+        import anyio
+
+        body = await json_body(request)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "content" in m for m in messages):
+            raise HTTPException(400, "messages must be a list of {role, content}")
+        params = sampling(body)
+        prompt = chat_prompt(lm, [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages])
+        choices = await anyio.to_thread.run_sync(run, prompt, params)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or served,
+            "choices": [
+                {"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
+                for i, c in enumerate(choices)
+            ],
+            "usage": usage(choices),
+        }
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> dict[str, Any]:
+        import anyio
+
+        body = await json_body(request)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise HTTPException(400, "prompt must be a string")
+        params = sampling(body)
+        choices = await anyio.to_thread.run_sync(run, prompt, params)
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex[:12]}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model") or served,
+            "choices": [
+                {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
+                for i, c in enumerate(choices)
+            ],
+            "usage": usage(choices),
+        }
+
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, device: str | None = None) -> None:
+    """Load the model and serve it until interrupted."""
+    import uvicorn
+
+    from curate.lm import load_lm
+
+    lm = load_lm(model, device=device)
+    app = create_app(lm)
+    print(f"serving {lm.name} ({lm.path}, {lm.device}) at http://{host}:{port}/v1", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
