@@ -373,6 +373,61 @@ def cmd_score(args: argparse.Namespace) -> None:
     _done(writer.finish(writer.add(result)), args.out)
 
 
+def _endpoint_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("OpenAI-compatible endpoint")
+    g.add_argument("--base-url", required=required, help="e.g. http://127.0.0.1:8000/v1 (see `curate serve-lm`)")
+    g.add_argument("--model", required=required, help="model name sent to the endpoint")
+    g.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (never stored)")
+    g.add_argument("--concurrency", type=int, default=4, help="requests in flight at most (4)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (120)")
+    g.add_argument("--retries", type=int, default=5, help="retries on 429, 5xx, timeouts, bad replies (5)")
+    g.add_argument("--cache", metavar="DIR", help="reply cache (default $CURATE_CHAT_CACHE or ~/.cache/curate/chat)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the reply cache")
+    g.add_argument("--price-in", type=float, help="dollars per 1M prompt tokens, for the cost line")
+    g.add_argument("--price-out", type=float, help="dollars per 1M completion tokens")
+
+
+def _chat_settings(args: argparse.Namespace):
+    from curate.chat import ChatSettings
+
+    return ChatSettings(
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        cache_dir=args.cache,
+        use_cache=not args.no_cache,
+        price_in=args.price_in,
+        price_out=args.price_out,
+    )
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    from curate.chat import ChatClient
+    from scorers.judge import JudgeSampling, judge_records, judge_summary, load_prompt
+
+    prompt = load_prompt(args.prompt)
+    settings = _chat_settings(args)
+    sampling = JudgeSampling(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    plan = {
+        "judge": {"prompt": prompt.name, "prompt_sha256": prompt.sha256(), "limit": args.limit},
+        "endpoint": {"base_url": settings.base_url, "model": settings.model},
+        "sampling": sampling.__dict__,
+    }
+    started = _start(args, "judge", plan)
+    if started is None:
+        return
+    writer, records = started
+    with ChatClient(settings) as client:
+        result = judge_records(records, client, prompt, sampling, args.limit, progress=not args.quiet)
+    manifest = writer.finish(writer.add(result))
+    print(judge_summary(result.stats))
+    print(f"  annotations: {writer.run.annotations_path(result.name)}")
+    _done(manifest, args.out)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
 
     started = _start(args, "export", {})
@@ -556,6 +611,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = _stage_parser(sub, "score", "annotate records with the quality probe's score (quality_probe)", cmd_score)
     p.add_argument("--probe", help="probe file (default: the shipped one)")
     _embedding_options(p)
+    _finish_stage_parser(p)
+
+    p = _stage_parser(sub, "judge", "rate records 0-5 with an LLM judge (AlpaGasus style; judge_score)", cmd_judge)
+    g = p.add_argument_group("judge")
+    g.add_argument("--prompt", default="curate", help="curate (default), alpagasus (the published prompt) or PATH")
+    g.add_argument("--limit", type=int, help="judge only the first N records (the rest: judge_error not_judged)")
+    g.add_argument("--max-tokens", type=int, default=256, help="reply length at most (256, as AlpaGasus)")
+    g.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    g.add_argument("--seed", type=int, default=0, help="seed sent with each request")
+    _endpoint_options(p)
     _finish_stage_parser(p)
 
     p = sub.add_parser("filters", help="list the registered filters")

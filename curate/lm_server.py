@@ -126,3 +126,78 @@ def serve(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, d
     app = create_app(lm)
     print(f"serving {lm.name} ({lm.path}, {lm.device}) at http://{host}:{port}/v1", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``curate serve-lm`` as a child process on a free port of 127.0.0.1, ready when started.
+
+    Tests and benchmarks use it as the real local stand-in for a hosted endpoint.
+    """
+
+    def __init__(self, model: str | None = None, port: int | None = None, ready_timeout: float = 300.0) -> None:
+        self.model = model
+        self.port = port or free_port()
+        self.ready_timeout = ready_timeout
+        self.process: Any = None
+        self.log_path: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> ServerProcess:
+        import os
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        import httpx
+
+        from curate.errors import CurateError
+
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        command = [sys.executable, "-m", "curate.cli", "serve-lm", "--port", str(self.port)]
+        if self.model:
+            command += ["--model", self.model]
+        handle, self.log_path = tempfile.mkstemp(prefix="curate-serve-lm-", suffix=".log")
+        with open(handle, "w") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise CurateError(
+                    f"serve-lm exited ({self.process.returncode}): {Path(self.log_path).read_text()[-2000:]}"
+                )
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise CurateError(f"serve-lm did not answer at {self.base_url} within {self.ready_timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except Exception:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
