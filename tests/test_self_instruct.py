@@ -26,7 +26,7 @@ from curate.self_instruct import (
 )
 from tests.conftest import ROOT, run_cli
 
-TINY = ["--n", "2", "--requests-per-round", "2", "--examples", "1", "--max-tokens", "40", "--no-embedding"]
+TINY = ["--n", "2", "--requests-per-round", "2", "--examples", "1", "--max-tokens", "24", "--no-embedding"]
 
 
 def test_rouge_equals_rouge_score_on_real_pairs(data_dir: Path) -> None:
@@ -158,12 +158,12 @@ def test_openai_backend_real_server_cache_and_faults(lm_server, fault_proxy, tmp
 def test_local_backend_in_process(tmp_path: Path) -> None:
     done = run_cli(
         "self-instruct", "--backend", "local", "--out", str(tmp_path / "run"), "--max-rounds", "1",
-        "--cache", str(tmp_path / "cache"), "--batch-size", "2", *TINY,
+        "--cache", str(tmp_path / "cache"), "--batch-size", "2", *TINY, "--requests-per-round", "1",
     )  # fmt: skip
     assert "candidates" in done.stdout
     manifest = RunDir(tmp_path / "run").manifest()
     stage = manifest["stages"][-1]
-    assert stage["stats"]["generator"]["requests"] == 2
+    assert stage["stats"]["generator"]["requests"] == 1
     assert stage["in"] == stage["kept"] + stage["rejected"]
 
 
