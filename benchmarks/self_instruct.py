@@ -7,8 +7,9 @@ Prints progress on stderr, then one JSON object as its last stdout line:
   baseline being Stanford Alpaca's own loop (tokens prepared once, ``rouge_scorer._score_lcs`` per
   pair); ``rouge_score_full_api_pairs_per_s`` is ``RougeScorer.score`` (tokenizing every call).
 * ``rouge_scores_identical``: every score of the two equal, bit for bit.
-* ``filter_10k_vs_52k_seconds``: the nearest-pool ROUGE-L of 10,000 candidates against all 52,002
-  Alpaca instructions, wall time (all cores).
+* ``filter_10k_vs_52k_seconds``: the nearest-pool ROUGE-L (score and neighbour) of 10,000
+  candidates (Alpaca instructions with their words shuffled) against all 52,002 Alpaca
+  instructions, wall time on all cores, encoding included.
 * ``accepted_per_minute_local``: tasks accepted per minute of generation with the local
   SmolLM2-135M-Instruct on this machine (one round, see ``--requests``), with the acceptance rate
   by reject reason (``rate_by_reason``). ``--no-generate`` skips this part.
@@ -69,7 +70,8 @@ def rouge_part(instructions: list[str], side: int) -> dict:
     log(f"curate.rouge: {pairs:,} pairs in {best:.4f} s")
     identical = bool(np.array_equal(ours, baseline) and np.array_equal(ours[: len(sub)], full))
 
-    candidates = rng.sample(instructions, 10_000)
+    # Alpaca instructions with their words shuffled: real lengths and vocabulary, no exact self-match.
+    candidates = [" ".join(rng.sample(t.split(), len(t.split()))) for t in rng.sample(instructions, 10_000)]
     started = time.perf_counter()
     codes = TokenCodes()
     pool_encoded = codes.encode_texts(instructions)

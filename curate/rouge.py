@@ -64,6 +64,19 @@ def f_measure(lcs: np.ndarray, target_lengths: np.ndarray, prediction_lengths: n
     return np.where(empty | ~(total > 0), 0.0, f)
 
 
+def pair_f(lcs: np.ndarray, target_lengths: np.ndarray, prediction_lengths: np.ndarray) -> np.ndarray:
+    """The same F-measure for aligned 1-D arrays of pairs."""
+    lcs = np.asarray(lcs, dtype=np.float64)
+    target = np.asarray(target_lengths, dtype=np.float64)
+    prediction = np.asarray(prediction_lengths, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = lcs / prediction
+        recall = lcs / target
+        total = precision + recall
+        f = 2 * precision * recall / total
+    return np.where((target == 0) | (prediction == 0) | ~(total > 0), 0.0, f)
+
+
 def rouge_l_matrix(targets: list[str], predictions: list[str], workers: int = -1) -> np.ndarray:
     """ROUGE-L F of every encoded target against every encoded prediction (a dense matrix)."""
     from rapidfuzz import process
@@ -75,17 +88,62 @@ def rouge_l_matrix(targets: list[str], predictions: list[str], workers: int = -1
     return f_measure(lcs, np.fromiter(map(len, targets), np.int64), np.fromiter(map(len, predictions), np.int64))
 
 
-def nearest(targets: list[str], pool: list[str], workers: int = -1, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest(targets: list[str], pool: list[str], workers: int = -1, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """For each encoded target: the highest ROUGE-L F against ``pool`` and its index (-1 for an empty pool).
 
-    Works in chunks of targets so memory stays ``chunk x len(pool)``.
+    Works in chunks of targets so memory stays ``chunk x len(pool)``. The maximum is found with
+    rapidfuzz's normalized Indel similarity, ``2 lcs / (len_t + len_p)``, which is the same F up
+    to rounding, in float32 and in C; the exact ``rouge_score`` F is then computed for every pair
+    within a relative 1e-4 of each row's best, so the returned score is exactly the largest F
+    (ties go to the lowest pool index, as ``argmax`` over :func:`rouge_l_matrix` would).
     """
+    from rapidfuzz import process
+    from rapidfuzz.distance import Indel, LCSseq
+
     best = np.zeros(len(targets), dtype=np.float64)
     where = np.full(len(targets), -1, dtype=np.int64)
     if not pool:
         return best, where
+    pool_lengths = np.fromiter(map(len, pool), np.int64, count=len(pool))
     for start in range(0, len(targets), chunk):
-        scores = rouge_l_matrix(targets[start : start + chunk], pool, workers)
-        where[start : start + chunk] = scores.argmax(axis=1)
-        best[start : start + chunk] = scores.max(axis=1)
+        part = targets[start : start + chunk]
+        lengths = np.fromiter(map(len, part), np.int64, count=len(part))
+        proxy = process.cdist(part, pool, scorer=Indel.normalized_similarity, dtype=np.float32, workers=workers)
+        top = proxy.max(axis=1)
+        rows, cols = np.nonzero((proxy >= (top * (1 - 1e-4))[:, None]) & (top[:, None] > 0))
+        lcs = np.fromiter(
+            (LCSseq.similarity(part[r], pool[c]) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)),
+            np.int64,
+            count=len(rows),
+        )
+        exact = pair_f(lcs, lengths[rows], pool_lengths[cols])
+        order = np.lexsort((cols, -exact, rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]] if len(order) else order
+        block_best = np.zeros(len(part), dtype=np.float64)
+        block_where = np.zeros(len(part), dtype=np.int64)
+        block_best[rows[first]] = exact[first]
+        block_where[rows[first]] = cols[first]
+        block_where[block_best == 0] = 0
+        best[start : start + len(part)] = block_best
+        where[start : start + len(part)] = block_where
+    return best, where
+    pool_lengths = np.fromiter(map(len, pool), np.int32, count=len(pool))
+    for start in range(0, len(targets), chunk):
+        part = targets[start : start + chunk]
+        lengths = np.fromiter(map(len, part), np.int32, count=len(part))
+        lcs = process.cdist(part, pool, scorer=LCSseq.similarity, dtype=np.int32, workers=workers)
+        denominator = lengths[:, None] + pool_lengths[None, :]
+        np.maximum(denominator, 1, out=denominator)
+        proxy = np.divide(lcs, denominator, dtype=np.float32)
+        top = proxy.max(axis=1)
+        rows, cols = np.nonzero((proxy >= (top * (1 - 1e-5))[:, None]) & (top[:, None] > 0))
+        exact = pair_f(lcs[rows, cols], lengths[rows], pool_lengths[cols])
+        order = np.lexsort((cols, -exact, rows))
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]] if len(order) else order
+        block_best = np.zeros(len(part), dtype=np.float64)
+        block_where = np.zeros(len(part), dtype=np.int64)
+        block_best[rows[first]] = exact[first]
+        block_where[rows[first]] = cols[first]
+        best[start : start + len(part)] = block_best
+        where[start : start + len(part)] = block_where
     return best, where

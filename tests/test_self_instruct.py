@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curate.rouge import TokenCodes, rouge_l_matrix
+from curate.rouge import TokenCodes, nearest, rouge_l_matrix
 from curate.run import RunDir
 from curate.self_instruct import (
     Generation,
@@ -43,6 +43,8 @@ def test_rouge_equals_rouge_score_on_real_pairs(data_dir: Path) -> None:
     got = rouge_l_matrix(codes.encode_texts(targets), codes.encode_texts(pool))
     assert np.array_equal(got, expected)
     assert got.max() == 1.0 and (got > 0.3).sum() > 0
+    best, where = nearest(codes.encode_texts(targets), codes.encode_texts(pool))
+    assert np.array_equal(best, expected.max(axis=1)) and np.array_equal(where, expected.argmax(axis=1))
 
 
 def test_parse_tolerates_drift_missing_input_and_truncation() -> None:
