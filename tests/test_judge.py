@@ -83,8 +83,9 @@ def test_faults_retried_and_nonsense_kept(fault_proxy, alpaca_slice: Path, tmp_p
     done = run_cli(
         "judge", str(alpaca_slice), "--out", str(tmp_path / "run"), "--base-url", fault_proxy.base_url,
         "--model", "smollm2", "--max-tokens", MAX_TOKENS, "--concurrency", "1", "--cache", str(tmp_path / "c"),
+        "--limit", "2",
     )  # fmt: skip
-    assert "(3 retries)" in done.stdout
+    assert "(3 retries)" in done.stdout and "2 records judged" in done.stdout
     notes = pl.read_parquet(RunDir(tmp_path / "run").annotations_path("judge"))
     assert notes.height == 3
     nonsense = notes.filter(pl.col("judge_raw") == "banana")

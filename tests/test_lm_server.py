@@ -14,12 +14,12 @@ def test_models_chat_completions_usage_and_seeds(lm_server) -> None:
     base = lm_server.base_url
     models = httpx.get(f"{base}/models", timeout=30).json()
     assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
-    chat = {"messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 4, "temperature": 0}
+    chat = {"messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 2, "temperature": 0}
     first = httpx.post(f"{base}/chat/completions", json=chat, timeout=120).json()
     again = httpx.post(f"{base}/chat/completions", json=chat, timeout=120).json()
     assert first["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
-    assert first["usage"]["prompt_tokens"] > 5 and 0 < first["usage"]["completion_tokens"] <= 4
-    sampled = {"prompt": "Once upon a time", "max_tokens": 3, "temperature": 0.9, "seed": 3, "n": 2}
+    assert first["usage"]["prompt_tokens"] > 5 and 0 < first["usage"]["completion_tokens"] <= 2
+    sampled = {"prompt": "Once upon a time", "max_tokens": 2, "temperature": 0.9, "seed": 3, "n": 2}
     one = httpx.post(f"{base}/completions", json=sampled, timeout=120).json()
     two = httpx.post(f"{base}/completions", json=sampled, timeout=120).json()
     assert len(one["choices"]) == 2 and [c["text"] for c in one["choices"]] == [c["text"] for c in two["choices"]]

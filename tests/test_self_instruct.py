@@ -175,6 +175,7 @@ def test_kill_mid_run_and_resume(lm_server, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "curate.cli", "self-instruct", "--backend", "openai", "--api", "completions"]
     args += ["--base-url", lm_server.base_url, "--model", "smollm2", "--max-rounds", "2", "--cache", cache, *TINY]
     args[args.index("--n") + 1] = "50"
+    args[args.index("--requests-per-round") + 1] = "1"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
         [*args, "--out", str(out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
