@@ -203,3 +203,24 @@ def test_prompt_is_alpaca_style() -> None:
     prompt = encode_prompt(tasks, 20)
     assert prompt.startswith("You are asked to come up with a set of 20 diverse task instructions.")
     assert "###\n1. Instruction: Add the numbers.\n1. Input:\n2, 3\n1. Output:\n5\n###\n2. Instruction:" in prompt
+
+
+def test_embedding_novelty_rejects_paraphrase(tmp_path: Path) -> None:
+    from curate.self_instruct import NoveltyEmbedder
+
+    class Paraphrases(ScriptedGenerator):
+        def generate(self, prompts, seeds, config):
+            k = config.examples + 1
+            reply = (
+                " Name three primary colors.\n{k}. Output:\nRed, blue, yellow.\n###\n"
+                "{k1}. Instruction: What are the three primary colors?\n{k1}. Output:\nRed, blue and yellow.\n"
+            )
+            return [Generation(reply.format(k=k, k1=k + 1), "stop", 10, 30) for _ in prompts]
+
+    config = SelfInstructConfig(n=5, requests_per_round=1, examples=1, embedding_threshold=0.8, max_rounds=1)
+    grow("alpaca-seed-tasks", Paraphrases(), config, tmp_path / "run", "scripted", NoveltyEmbedder())
+    rejects = pl.read_parquet(RunDir(tmp_path / "run").rejects_path("self_instruct"))
+    assert rejects["reason"].to_list() == ["embedding_similar"], rejects.select("instruction", "reason", "detail")
+    assert "cosine" in rejects["detail"][0] and "r0001-q000-t00" in rejects["detail"][0]
+    kept = RunDir(tmp_path / "run").records()
+    assert json.loads(kept["meta"][0])["embedding_nearest_cosine"] < 0.8
