@@ -27,6 +27,9 @@ from curate.atomic import write_bytes
 from curate.errors import CurateError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# The endpoint refused this one request (too long, malformed): kept as the reply's error, the run goes on.
+# Any other 4xx (bad key, wrong URL or model) stops the run with the URL and the server's message.
+REQUEST_ERRORS = frozenset({400, 413, 422})
 CACHE_FORMAT = "curate-chat/1"
 
 
@@ -348,6 +351,8 @@ class ChatClient:
             raise _Retry(f"HTTP {status}", wait)
         if status >= 400:
             detail = response.text[:300].replace("\n", " ")
+            if status in REQUEST_ERRORS:
+                return ChatReply(texts=[], finish_reasons=[], error=f"HTTP {status}: {detail}")
             raise EndpointError(f"{response.request.url}: HTTP {status}: {detail}")
         try:
             data = response.json()

@@ -213,8 +213,7 @@ class LocalGenerator:
                     top_p=config.top_p,
                     max_tokens=config.max_tokens,
                     seed=batch_seed,
-                    stop=(f"batch:{len(batch)}",),
-                ).key(f"local:{self.lm.path}")
+                ).key(f"local:{self.lm.path}:batch-of-{len(batch)}")
                 for i in batch
             ]
             cached = [self.cache.get(k) for k in keys]

@@ -145,7 +145,8 @@ def judge_annotations(ids: list[str], replies: list[ChatReply | None]) -> pl.Dat
         if reply is None:
             score, reason, raw, error = None, None, None, "not_judged"
         elif reply.error is not None:
-            score, reason, raw, error = None, reply.error, None, "endpoint_garbage"
+            code = "endpoint_refused" if reply.error.startswith("HTTP") else "endpoint_garbage"
+            score, reason, raw, error = None, reply.error, None, code
         else:
             raw = reply.text
             score, reason, error = parse_score(raw)

@@ -74,7 +74,7 @@ def lm_server():
 class FaultProxy:
     """A tiny HTTP proxy in front of the real LM server that misbehaves on cue.
 
-    ``plan`` is consumed one entry per request: ``500``, ``429``, ``slow`` (sleeps past the
+    ``plan`` is consumed one entry per request: ``500``, ``429``, ``400``, ``slow`` (sleeps past the
     client's timeout and closes without an answer), ``garbage`` (a 200 whose body is not JSON)
     or ``nonsense`` (a well-formed completion whose text is nonsense); when it is empty,
     requests pass through to ``upstream``.
@@ -114,7 +114,7 @@ class FaultProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.requests += 1
                 fault = proxy.plan.pop(0) if proxy.plan else None
-                if fault in ("500", "429"):
+                if fault in ("500", "429", "400"):
                     return self._reply(int(fault), b'{"error": "injected"}')
                 if fault == "garbage":
                     return self._reply(200, b"<html>502 upstream hiccup</html>", "text/html")

@@ -79,7 +79,7 @@ def test_judge_cli_real_server_and_cache(lm_server, alpaca_slice: Path, tmp_path
 
 
 def test_faults_retried_and_nonsense_kept(fault_proxy, alpaca_slice: Path, tmp_path: Path) -> None:
-    fault_proxy.plan = ["500", "429", "garbage", "nonsense"]
+    fault_proxy.plan = ["500", "429", "garbage", "nonsense", "400"]
     done = run_cli(
         "judge", str(alpaca_slice), "--out", str(tmp_path / "run"), "--base-url", fault_proxy.base_url,
         "--model", "smollm2", "--max-tokens", MAX_TOKENS, "--concurrency", "1", "--cache", str(tmp_path / "c"),
@@ -90,6 +90,8 @@ def test_faults_retried_and_nonsense_kept(fault_proxy, alpaca_slice: Path, tmp_p
     assert notes.height == 3
     nonsense = notes.filter(pl.col("judge_raw") == "banana")
     assert nonsense.height == 1 and nonsense["judge_error"][0] == "no_score" and nonsense["judge_score"][0] is None
+    assert notes["judge_error"].to_list()[1:] == ["endpoint_refused", "not_judged"]
+    assert "HTTP 400" in notes["judge_reason"][1]
 
 
 def test_timeout_retried_then_dead_endpoint_named(fault_proxy, alpaca_slice: Path, tmp_path: Path) -> None:
