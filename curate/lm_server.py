@@ -40,9 +40,12 @@ def create_app(lm: Any) -> Any:
         except (TypeError, ValueError) as exc:
             raise HTTPException(400, f"bad sampling parameter: {exc}") from None
 
-    def run(prompt: str, params: dict[str, Any]):
+    def run(prompt: str | list[dict[str, str]], params: dict[str, Any]):
+        # The tokenizer is not safe to share between threads ("Already borrowed"): template and
+        # generation both happen under the lock.
         with lock:
-            return generate_batch(lm, [prompt], batch_size=1, **params)[0]
+            text = prompt if isinstance(prompt, str) else chat_prompt(lm, prompt)
+            return generate_batch(lm, [text], batch_size=1, **params)[0]
 
     def usage(choices) -> dict[str, int]:
         prompt_tokens = choices[0].prompt_tokens
@@ -75,7 +78,7 @@ def create_app(lm: Any) -> Any:
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "content" in m for m in messages):
             raise HTTPException(400, "messages must be a list of {role, content}")
         params = sampling(body)
-        prompt = chat_prompt(lm, [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages])
+        prompt = [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages]
         choices = await anyio.to_thread.run_sync(run, prompt, params)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
