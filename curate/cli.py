@@ -389,6 +389,116 @@ def cmd_score(args: argparse.Namespace) -> None:
     _done(writer.finish(kept), args.out)
 
 
+def _endpoint_options(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("OpenAI-compatible endpoint")
+    g.add_argument("--base-url", required=required, help="e.g. http://127.0.0.1:8000/v1 (see `curate serve-lm`)")
+    g.add_argument("--model", required=required, help="model name sent to the endpoint")
+    g.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (never stored)")
+    g.add_argument("--concurrency", type=int, default=4, help="requests in flight at most (4)")
+    g.add_argument("--timeout", type=float, default=120.0, help="seconds per request (120)")
+    g.add_argument("--retries", type=int, default=5, help="retries on 429, 5xx, timeouts, bad replies (5)")
+    g.add_argument("--cache", metavar="DIR", help="reply cache (default $CURATE_CHAT_CACHE or ~/.cache/curate/chat)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the reply cache")
+    g.add_argument("--price-in", type=float, help="dollars per 1M prompt tokens, for the cost line")
+    g.add_argument("--price-out", type=float, help="dollars per 1M completion tokens")
+
+
+def _chat_settings(args: argparse.Namespace):
+    from curate.chat import ChatSettings
+
+    return ChatSettings(
+        base_url=args.base_url,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        cache_dir=args.cache,
+        use_cache=not args.no_cache,
+        price_in=args.price_in,
+        price_out=args.price_out,
+    )
+
+
+def cmd_judge(args: argparse.Namespace) -> None:
+    from curate.chat import ChatClient
+    from scorers.judge import JudgeSampling, judge_records, judge_summary, load_prompt
+
+    prompt = load_prompt(args.prompt)
+    settings = _chat_settings(args)
+    sampling = JudgeSampling(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    plan = {
+        "judge": {"prompt": prompt.name, "prompt_sha256": prompt.sha256(), "limit": args.limit},
+        "endpoint": {"base_url": settings.base_url, "model": settings.model},
+        "sampling": sampling.__dict__,
+    }
+    started = _start(args, "judge", plan)
+    if started is None:
+        return
+    writer, records = started
+    with ChatClient(settings) as client:
+        result = judge_records(records, client, prompt, sampling, args.limit, progress=not args.quiet)
+    manifest = writer.finish(writer.add(result))
+    print(judge_summary(result.stats))
+    print(f"  annotations: {writer.run.annotations_path(result.name)}")
+    _done(manifest, args.out)
+
+
+def cmd_self_instruct(args: argparse.Namespace) -> None:
+    import shlex
+
+    from curate.errors import CurateError
+    from curate.pipeline import UpToDate
+    from curate.self_instruct import NoveltyEmbedder, SelfInstructConfig, grow, summary_lines
+
+    config = SelfInstructConfig(
+        n=args.n,
+        seed=args.seed,
+        examples=args.examples,
+        tasks_per_request=args.tasks_per_request,
+        requests_per_round=args.requests_per_round,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        rouge_threshold=args.rouge_threshold,
+        reject_programs=not args.allow_programs,
+        embedding_threshold=None if args.no_embedding else args.embedding_threshold,
+        max_requests=args.max_requests,
+        max_tokens_total=args.max_total_tokens,
+        max_seconds=args.max_seconds,
+        max_rounds=args.max_rounds,
+    )
+    generator = _generator(args)
+    novelty = None
+    if not args.no_embedding:
+        try:
+            novelty = NoveltyEmbedder(args.embedder)
+        except (ImportError, OSError, CurateError) as exc:
+            print(f"self-instruct: embedding novelty off ({exc})", file=sys.stderr)
+    invocation = shlex.join(["curate", *sys.argv[1:]])
+    try:
+        manifest, stats = grow(
+            args.seeds, generator, config, args.out, args.backend, novelty, invocation, progress=not args.quiet
+        )
+    except UpToDate:
+        return _up_to_date(args.out)
+    print(summary_lines(stats))
+    _done(manifest, args.out)
+
+
+def _generator(args: argparse.Namespace):
+    if args.backend == "openai":
+        from curate.chat import ChatClient
+        from curate.self_instruct import OpenAIGenerator
+
+        if not args.base_url or not args.model:
+            raise _usage("--backend openai needs --base-url and --model")
+        return OpenAIGenerator(ChatClient(_chat_settings(args)), api=args.api)
+    from curate.self_instruct import LocalGenerator
+
+    return LocalGenerator(args.model, device=args.device, batch_size=args.batch_size, cache_dir=args.cache)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
 
     started = _start(args, "export", {})
@@ -465,6 +575,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from flows.serve import serve
 
     raise SystemExit(serve(args.port))
+
+
+def cmd_serve_lm(args: argparse.Namespace) -> None:
+    from curate.lm_server import serve
+
+    serve(args.host, args.port, args.model, args.device)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -595,6 +711,47 @@ def build_parser() -> argparse.ArgumentParser:
     _embedding_options(p)
     _finish_stage_parser(p)
 
+    p = _stage_parser(sub, "judge", "rate records 0-5 with an LLM judge (AlpaGasus style; judge_score)", cmd_judge)
+    g = p.add_argument_group("judge")
+    g.add_argument("--prompt", default="curate", help="curate (default), alpagasus (the published prompt) or PATH")
+    g.add_argument("--limit", type=int, help="judge only the first N records (the rest: judge_error not_judged)")
+    g.add_argument("--max-tokens", type=int, default=256, help="reply length at most (256, as AlpaGasus)")
+    g.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (0: greedy)")
+    g.add_argument("--seed", type=int, default=0, help="seed sent with each request")
+    _endpoint_options(p)
+    _finish_stage_parser(p)
+
+    p = sub.add_parser("self-instruct", help="grow new instruction tasks from seed tasks with an LM (Alpaca style)")
+    p.add_argument("--seeds", default="alpaca-seed-tasks", help="seed tasks: a registry name or a JSONL file")
+    p.add_argument("--n", type=int, default=200, help="accepted tasks to reach (200)")
+    p.add_argument("--backend", choices=["local", "openai"], default="local", help="in-process HF LM or an endpoint")
+    p.add_argument("--out", default="runs/self-instruct", metavar="RUN", help="run directory (runs/self-instruct)")
+    p.add_argument("--seed", type=int, default=0, help="seed for example sampling and generation")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    g = p.add_argument_group("generation")
+    g.add_argument("--examples", type=int, default=3, help="seed tasks shown per request (3, as Alpaca)")
+    g.add_argument("--tasks-per-request", type=int, default=20, help="tasks the prompt asks for (20)")
+    g.add_argument("--requests-per-round", type=int, default=8, help="requests per round (8)")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--max-tokens", type=int, default=1024, help="tokens per reply at most (1024)")
+    g.add_argument("--api", choices=["chat", "completions"], default="chat", help="openai: endpoint kind (chat)")
+    g.add_argument("--device", help="local: cpu or cuda (default: cuda when present)")
+    g.add_argument("--batch-size", type=int, default=8, help="local: prompts per generation batch (8)")
+    g = p.add_argument_group("filters")
+    g.add_argument("--rouge-threshold", type=float, default=0.7, help="reject at this ROUGE-L to the pool (0.7)")
+    g.add_argument("--embedding-threshold", type=float, default=0.95, help="reject at this cosine to the pool")
+    g.add_argument("--no-embedding", action="store_true", help="no embedding novelty filter")
+    g.add_argument("--embedder", help="sentence-transformers model for novelty (default: all-MiniLM-L6-v2)")
+    g.add_argument("--allow-programs", action="store_true", help="keep 'Write a program ...' tasks")
+    g = p.add_argument_group("budgets (the loop stops at --n or the first budget spent)")
+    g.add_argument("--max-requests", type=int, help="requests at most (cached ones count)")
+    g.add_argument("--max-total-tokens", type=int, help="completion tokens at most")
+    g.add_argument("--max-seconds", type=float, help="seconds of generation at most")
+    g.add_argument("--max-rounds", type=int, default=100, help="rounds at most (100)")
+    _endpoint_options(p, required=False)
+    p.set_defaults(func=cmd_self_instruct)
+
     p = sub.add_parser("filters", help="list the registered filters")
     p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")
     p.set_defaults(func=cmd_filters)
@@ -625,6 +782,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")
     p.add_argument("--port", type=int, default=4200, help="port of the server on 127.0.0.1")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("serve-lm", help="serve a local causal LM over an OpenAI-compatible HTTP API (/v1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", help="HF causal LM name or path (default: bundled SmolLM2-135M-Instruct)")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_serve_lm)
 
     p = sub.add_parser("datasets", help="list the dataset registry")
     p.set_defaults(func=cmd_datasets)

@@ -121,6 +121,18 @@ class RunWriter:
         self._checkpoint(records)
         return records
 
+    def begin(self, inputs: list[dict[str, Any]]) -> None:
+        """Start a run whose records a stage makes itself (self-instruct) from ``inputs`` it read.
+
+        Raises :class:`UpToDate` when ``out`` already holds this command over these inputs.
+        """
+        hashes = [entry["sha256"] for entry in inputs]
+        if self.up_to_date(lambda: hashes):
+            raise UpToDate(self.run)
+        self.run.prepare()
+        self.manifest["inputs"] = inputs
+        self._input_fingerprints = hashes
+
     def skip(self, stage: str) -> bool:
         """True when a resumed run already finished this stage (the next one it recorded)."""
         if self._restored and self._restored[0] == stage:

@@ -1,0 +1,37 @@
+"""curate serve-lm: the OpenAI-compatible endpoints of the local LM, and the self-instruct deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import yaml
+
+from tests.conftest import ROOT
+
+
+def test_models_chat_completions_usage_and_seeds(lm_server) -> None:
+    base = lm_server.base_url
+    models = httpx.get(f"{base}/models", timeout=30).json()
+    assert models["data"][0]["id"] == "SmolLM2-135M-Instruct"
+    chat = {"messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 2, "temperature": 0}
+    first = httpx.post(f"{base}/chat/completions", json=chat, timeout=120).json()
+    again = httpx.post(f"{base}/chat/completions", json=chat, timeout=120).json()
+    assert first["choices"][0]["message"]["content"] == again["choices"][0]["message"]["content"]
+    assert first["usage"]["prompt_tokens"] > 5 and 0 < first["usage"]["completion_tokens"] <= 2
+    sampled = {"prompt": "Once upon a time", "max_tokens": 2, "temperature": 0.9, "seed": 3, "n": 2}
+    one = httpx.post(f"{base}/completions", json=sampled, timeout=120).json()
+    two = httpx.post(f"{base}/completions", json=sampled, timeout=120).json()
+    assert len(one["choices"]) == 2 and [c["text"] for c in one["choices"]] == [c["text"] for c in two["choices"]]
+    assert one["choices"][0]["finish_reason"] in ("length", "stop")
+    bad = httpx.post(f"{base}/chat/completions", content=b"not json", timeout=30)
+    assert bad.status_code == 400
+
+
+def test_self_instruct_deployment_entry() -> None:
+    spec = yaml.safe_load(Path(ROOT / "prefect.yaml").read_text())
+    entry = next(d for d in spec["deployments"] if d["name"] == "self-instruct")
+    assert entry["entrypoint"] == "flows/self_instruct.py:self_instruct"
+    assert entry["parameters"]["seeds"] == "alpaca-seed-tasks"
+    source = (ROOT / "flows" / "self_instruct.py").read_text()
+    assert '@flow(name="self-instruct"' in source
