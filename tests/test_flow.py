@@ -49,3 +49,15 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert side["stages"][-1]["params"]["strategy"] == "kcenter"
     assert (out / "selections" / "lima-1k" / "README.md").exists()
     assert "### Quality scores and selection" in (out / "README.md").read_text()
+
+
+def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> None:
+    from flows.select_lima import select_lima_1k
+
+    out = tmp_path / "lima"
+    with prefect_test_harness(server_startup_timeout=180):
+        result = select_lima_1k(source="alpaca-seed-tasks", out=str(out), n=20)
+    assert result["in"] == 175 and result["kept"] == 20 and result["rejected"] == 155
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["name"] for s in manifest["stages"]] == ["ingest", "quality", "select"]
+    assert manifest["stages"][-1]["stats"]["mean_pairwise_cosine"] is not None

@@ -1,0 +1,71 @@
+"""The ``select-lima-1k`` flow: a LIMA-style 1k (quality and diversity) from any instruction run or source.
+
+Scores the records with the quality probe when the input has no ``quality_probe`` annotation yet,
+then selects with quality-weighted k-center greedy and exports the selection as its own run
+directory with its card. The same as ``curate score`` followed by ``curate select --strategy kcenter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from curate.funnel import funnel_table, summary
+from curate.ingest import IngestOptions
+from curate.pipeline import RunWriter, UpToDate
+from curate.recipe import ScoreSpec, SelectSpec
+from curate.run import RunDir
+from flows.curate_alpaca import card, export, ingest, main_selection, quality
+from flows.report import StageClock, publish
+
+
+@flow(name="select-lima-1k", log_prints=True)
+def select_lima_1k(
+    source: str = "alpaca",
+    out: str = "runs/lima-1k",
+    n: int = 1000,
+    strategy: str = "kcenter",
+    by: str = "quality_probe",
+    probe: str | None = None,
+    judge_labels: str | None = None,
+) -> dict[str, Any]:
+    """Select ``n`` records from ``source`` (a run directory or a dataset) for quality and diversity."""
+    logger = get_run_logger()
+    spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by)
+    score_spec = ScoreSpec(probe=probe)
+    writer = RunWriter(out, "select-lima-1k", {"source": source, "select": spec.model_dump(), "probe": probe})
+    clock = StageClock()
+    try:
+        with clock("ingest"):
+            records = ingest(writer, [source], IngestOptions())
+        if by == "quality_probe" and writer.annotation_column("quality_probe") is None:
+            with clock("quality"):
+                records = quality(writer, records, score_spec)
+        with clock("select"):
+            records = main_selection(writer, records, spec, score_spec, judge_labels)
+        with clock("export"):
+            manifest = export(writer, records)
+    except UpToDate:
+        logger.info("%s is up to date; nothing to do", out)
+        manifest = RunDir(out).manifest()
+    with clock("card"):
+        card_path = card(out)
+    publish("select-lima-1k", manifest, out, card_path, clock.seconds)
+    logger.info("funnel:\n%s", funnel_table(manifest))
+    return {"run": out, "card": card_path, **manifest["records"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Select a LIMA-style 1k locally.")
+    parser.add_argument("source")
+    parser.add_argument("--out", default="runs/lima-1k")
+    parser.add_argument("--n", type=int, default=1000)
+    args = parser.parse_args()
+    select_lima_1k(source=args.source, out=args.out, n=args.n)
+    print(summary(RunDir(args.out).manifest(), args.out))
+
+
+if __name__ == "__main__":
+    main()
