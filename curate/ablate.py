@@ -146,9 +146,9 @@ def preset(name: str, out: Path, progress: bool = True) -> AblationSpec:
     return AblationSpec(
         name="ci",
         budget="steps",
-        steps=6,
+        steps=4,
         seeds=[0, 1],
-        train={"max_len": 128, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, "warmup_ratio": 0.1, "eval_n": 24},
+        train={"max_len": 96, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, "warmup_ratio": 0.1, "eval_n": 16},
         arms=[
             Arm("random-64", str(source), {"strategy": "random", "n": 64, "seed": 0}),
             Arm("longest-64", str(source), {"strategy": "longest", "n": "random-64"}),

@@ -464,7 +464,7 @@ def train(
             with _autocast(device):
                 loss_sum, _ = response_loss_sum(model, batch)
             (loss_sum / max(n_response, 1)).backward()
-            step_loss += float(loss_sum)
+            step_loss += float(loss_sum.detach())
             tokens_this_process += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
