@@ -508,6 +508,24 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     print(f"  {out}/results.md, plot {out}/ablation.png; adapters under {out}/train/")
 
 
+def cmd_judge(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from curate.atomic import write_json
+    from curate.pairwise import endpoint_judge, judge_arms
+
+    judge = endpoint_judge(args.base_url, args.judge_model, args.api_key_env)
+    result = judge_arms(args.a, args.b, judge, n=args.n, max_new_tokens=args.max_new_tokens)
+    out = Path(args.out or Path(args.a) / f"pairwise-vs-{Path(args.b).name}.json")
+    write_json(out, result)
+    print(json.dumps({k: v for k, v in result.items() if k != "outcomes"}))
+    print(
+        f"A={args.a} vs B={args.b} on {result['prompts']} AlpacaEval prompts (both orders): "
+        f"win {result['win_rate']:.1%}, tie {result['tie_rate']:.1%}, loss {result['loss_rate']:.1%}; written to {out}"
+    )
+
+
 def _train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and LoRA")
     g.add_argument("--model", help="Hugging Face causal LM name or path (default: bundled SmolLM2-135M-Instruct)")
@@ -661,6 +679,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("judge", help="pairwise: two trained adapters' answers judged by an OpenAI-compatible endpoint")
+    p.add_argument("a", metavar="TRAIN_A", help="a `curate train` output directory")
+    p.add_argument("b", metavar="TRAIN_B", help="the one to compare against (e.g. the random control)")
+    p.add_argument("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--judge-model", required=True, help="the judge model's name at that endpoint")
+    p.add_argument("--api-key-env", help="environment variable holding the API key (the key is never stored)")
+    p.add_argument("--n", type=int, default=50, help="AlpacaEval prompts (the same fixed subset as the eval)")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--out", help="result JSON (default TRAIN_A/pairwise-vs-<B>.json)")
+    p.set_defaults(func=cmd_judge)
 
     p = sub.add_parser("filters", help="list the registered filters")
     p.add_argument("--verbose", "-v", action="store_true", help="show each filter's parameters")

@@ -38,3 +38,29 @@ def test_paired_difference_uses_common_seeds() -> None:
     sd = math.sqrt(((0.5 - 2 / 3) ** 2 * 2 + (1 / 3) ** 2) / 2)
     assert d["sd"] == pytest.approx(sd)
     assert d["half_width"] == pytest.approx(T_975_2 * sd / math.sqrt(3))
+
+
+def test_pairwise_outcomes_with_position_swap() -> None:
+    from curate.pairwise import combine, pairwise, parse_verdict
+
+    assert [parse_verdict(r) for r in ("Answer 1", "answer 2.", "Tie", "I cannot say", None)] == [1, 2, 0, None, None]
+    assert combine(1, 2) == "win" and combine(2, 1) == "loss" and combine(1, 1) == "tie" and combine(1, 0) == "win"
+
+    def judge_preferring_longer_then_first(requests: list[list[dict[str, str]]]) -> list[str]:
+        """A stand-in for the external judge: the longer answer, ties go to position 1 (a position bias)."""
+        replies = []
+        for messages in requests:
+            text = messages[-1]["content"]
+            first = text.split("Answer 1:\n")[1].split("\n\nAnswer 2:")[0]
+            second = text.split("Answer 2:\n")[1].split("\n\nWhich")[0]
+            replies.append("Answer 2" if len(second) > len(first) else "Answer 1")
+        return replies
+
+    result = pairwise(
+        ["q1", "q2", "q3"],
+        ["long answer", "x", "same"],
+        ["short", "longer one", "same"],
+        judge_preferring_longer_then_first,
+    )
+    assert (result["win"], result["loss"], result["tie"]) == (1, 1, 1)
+    assert result["outcomes"] == ["win", "loss", "tie"] and result["win_rate"] == pytest.approx(1 / 3, abs=1e-4)
