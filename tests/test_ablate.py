@@ -62,3 +62,15 @@ def test_bad_specs_name_the_problem(tmp_path: Path) -> None:
     spec.write_text("name: x\narms:\n  - {name: a, run: nowhere}\n")
     done = run_cli("ablate", str(spec), "--out", str(tmp_path / "o"), check=False)
     assert done.returncode == 2 and "nowhere is not a run directory" in done.stderr
+
+
+def test_ablate_flow_and_deployment() -> None:
+    import yaml
+
+    from flows.ablate import ablate
+    from tests.conftest import ROOT
+
+    assert ablate.name == "ablate"
+    deployments = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    entry = next(d for d in deployments if d["name"] == "ablate")
+    assert entry["entrypoint"] == "flows/ablate.py:ablate"
