@@ -84,7 +84,7 @@ def baseline_worker(run: str, examples: int, max_len: int, batch_size: int, devi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--max-len", type=int, default=128)
+    parser.add_argument("--max-len", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None)
     parser.add_argument("--skip-ci", action="store_true")
