@@ -111,7 +111,7 @@ def ablation(
 ) -> None:
     """Left: each arm's mean loss curve over seeds. Right: the final metric, mean with its 95% CI."""
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"wspace": 0.45})
     for (label, losses), color in zip(curves.items(), _COLORS * 4, strict=False):
         left.plot(np.arange(1, len(losses) + 1), losses, color=color, label=label, linewidth=1.2)
     left.set_xlabel("optimizer step")
