@@ -374,7 +374,7 @@ def _body(
         "Same inputs, parameters and versions give byte-identical shards (their sha256 are in `manifest.json`).",
         "",
     ]
-    out += ["## Ablation results", "", "No fixed-model ablation has been run on this set yet.", ""]
+    out += _ablation_section(run)
     out += [
         "## Datasheet questions",
         "",
@@ -482,6 +482,26 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
     if selections:
         listed = ", ".join(f"`{name}` in `{path}/`" for name, path in sorted(selections.items()))
         out += [f"Other selections from the same scored pool, each its own run directory and card: {listed}.", ""]
+
+
+def _ablation_section(run: RunDir) -> list[str]:
+    """Fixed-model ablations that trained on this set: ``RUN/ablations/*.json`` (written by ``curate ablate``)."""
+    from curate.ablate import markdown
+
+    found = sorted((run.root / "ablations").glob("*.json"))
+    out = ["## Ablation results", ""]
+    if not found:
+        return [*out, "No fixed-model ablation has been run on this set yet.", ""]
+    for path in found:
+        result = json.loads(path.read_text())
+        table = markdown(result).split("\n", 2)[2]
+        out += [
+            f"### Ablation `{result['ablation']}` (this set is arm `{result['arm']}`)",
+            "",
+            f"Results in `{result['dir']}` (results.json, summary.json, ablation.png).",
+            "",
+            table,
+        ]
     return out
 
 

@@ -87,3 +87,43 @@ def bars(labels: list[str], values: list[int], path: Path, title: str, xlabel: s
     ax.set_xlim(0, max([1, *values]) * 1.2)
     ax.set_title(title)
     _save(fig, path)
+
+
+_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+def loss_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
+    """Training loss per optimizer step, one line per label."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for (label, losses), color in zip(curves.items(), _COLORS * 4, strict=False):
+        ax.plot(np.arange(1, len(losses) + 1), losses, color=color, label=label, linewidth=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("response-token loss")
+    ax.set_title(title)
+    if curves:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def ablation(
+    curves: dict[str, list[float]], finals: dict[str, tuple[float, float, float]], path: Path, title: str, metric: str
+) -> None:
+    """Left: each arm's mean loss curve over seeds. Right: the final metric, mean with its 95% CI."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"wspace": 0.45})
+    for (label, losses), color in zip(curves.items(), _COLORS * 4, strict=False):
+        left.plot(np.arange(1, len(losses) + 1), losses, color=color, label=label, linewidth=1.2)
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("training loss (mean over seeds)")
+    left.legend(fontsize=8)
+    names = list(finals)
+    means = np.array([finals[n][0] for n in names])
+    low = np.array([finals[n][1] for n in names])
+    high = np.array([finals[n][2] for n in names])
+    y = np.arange(len(names))[::-1]
+    right.errorbar(means, y, xerr=[means - low, high - means], fmt="o", color="#4C72B0", capsize=4)
+    right.set_yticks(y, names)
+    right.set_xlabel(f"{metric} (mean, 95% CI over seeds)")
+    fig.suptitle(title)
+    _save(fig, path)

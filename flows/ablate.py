@@ -1,0 +1,66 @@
+"""The ``ablate`` flow: materialize the arms, train every arm with every seed (one task each),
+then write the results and the dataset cards' sections.
+
+Only wiring; the logic lives in :mod:`curate.ablate` and :mod:`curate.trainer`. Reruns reuse
+finished trainings and resume killed ones from their checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from curate.ablate import AblationSpec, load_spec, markdown, prepare_arms, preset, train_arm, with_seeds, write_results
+
+
+@task(cache_policy=NONE)
+def spec_task(spec: str | None, preset_name: str | None, out: str | None) -> tuple[AblationSpec, Path]:
+    if preset_name:
+        target = Path(out or f"ablations/{preset_name}")
+        return preset(preset_name, target, progress=False), target
+    loaded = load_spec(spec)
+    return loaded, Path(out or f"ablations/{loaded.name}")
+
+
+@task(cache_policy=NONE)
+def arms_task(spec: AblationSpec, out: Path) -> dict[str, dict[str, Any]]:
+    return prepare_arms(spec, out, progress=False)
+
+
+@task(cache_policy=NONE, task_run_name="train {arm} seed {seed}")
+def train_task(spec: AblationSpec, arm: str, run: str, seed: int, out: Path, device: str | None) -> dict[str, Any]:
+    return train_arm(spec, arm, run, seed, out, progress=False, device=device)
+
+
+@task(cache_policy=NONE)
+def results_task(spec: AblationSpec, out: Path, arms: dict[str, dict[str, Any]], entries: list[dict[str, Any]]):
+    return write_results(spec, out, arms, entries)
+
+
+@flow(name="ablate", log_prints=True)
+def ablate(
+    spec: str | None = None,
+    preset_name: str | None = "ci",
+    out: str | None = None,
+    seeds: list[int] | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Run an ablation from a spec file (or a preset: ci, full); returns the summary."""
+    logger = get_run_logger()
+    loaded, target = spec_task(spec, None if spec else preset_name, out)
+    loaded = with_seeds(loaded, seeds)
+    arms = arms_task(loaded, target)
+    entries = [
+        train_task(loaded, name, info["run"], seed, target, device)
+        for name, info in arms.items()
+        for seed in loaded.seeds
+    ]
+    summary = results_task(loaded, target, arms, entries)
+    table = markdown(summary, loaded.train.get("model"))
+    create_markdown_artifact(key=f"ablation-{loaded.name}", markdown=table, description="per-arm mean and 95% CI")
+    logger.info("results in %s:\n%s", target, table)
+    return summary
