@@ -96,10 +96,7 @@ def generate_answers(
 def endpoint_judge(base_url: str, model: str, api_key_env: str | None = None) -> Judge:
     """A judge on any OpenAI-compatible endpoint, through the shared client ``curate.chat``
     (cached, retried); temperature 0."""
-    try:
-        from curate.chat import ChatClient, ChatRequest, ChatSettings
-    except ImportError:
-        raise CurateError("pairwise judging through an endpoint needs curate.chat (the shared chat client)") from None
+    from curate.chat import ChatClient, ChatRequest, ChatSettings
 
     def judge(requests: list[list[dict[str, str]]]) -> list[str]:
         with ChatClient(ChatSettings(base_url=base_url, model=model, api_key_env=api_key_env)) as client:
