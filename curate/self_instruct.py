@@ -44,6 +44,7 @@ from curate.schema import (
     SOURCE_ID,
     conform,
 )
+from filters.hygiene import SELF_INSTRUCT_BLACKLIST
 
 STAGE = "self_instruct"
 SOURCE = "self-instruct"
@@ -65,26 +66,7 @@ Here are the requirements:
 List of {tasks} tasks:
 """  # noqa: E501  (Stanford Alpaca's prompt.txt, numbered consistently)
 
-BLACKLIST = (
-    "image",
-    "images",
-    "graph",
-    "graphs",
-    "picture",
-    "pictures",
-    "file",
-    "files",
-    "map",
-    "maps",
-    "draw",
-    "plot",
-    "go to",
-    "video",
-    "audio",
-    "music",
-    "flowchart",
-    "diagram",
-)
+BLACKLIST = tuple(SELF_INSTRUCT_BLACKLIST)
 _BLACKLIST_RE = re.compile(r"\b(" + "|".join(re.escape(w) for w in BLACKLIST) + r")\b", re.I)
 _HEADER = re.compile(
     r"^[ \t]*(?:#+[ \t]*)?(?:(?:task[ \t]*)?(\d+)[ \t]*[.):][ \t]*)?"

@@ -21,13 +21,13 @@ from prefect.cache_policies import NONE
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams, add_to_index, near_duplicates
-from curate.funnel import funnel_table, summary
+from curate.funnel import summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
 from curate.run import RunDir
-from flows.report import StageClock, publish
+from flows.report import StageClock, close_run
 from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
@@ -248,10 +248,7 @@ def curate_alpaca(
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
-    with clock("card"):
-        card_path = card(out)
-    publish("curate-alpaca", manifest, out, card_path, clock.seconds)
-    logger.info("funnel:\n%s", funnel_table(manifest))
+    card_path = close_run("curate-alpaca", manifest, out, clock, card)
     return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
 
 

@@ -18,14 +18,14 @@ from prefect import flow, get_run_logger
 from curate.dedup.exact import ExactDedupParams
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams
-from curate.funnel import funnel_table, summary
+from curate.funnel import summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
 from curate.run import RunDir
 from flows.curate_alpaca import card, exact_dedup, export, filter_stage, ingest, near_dedup
-from flows.report import StageClock, publish
+from flows.report import StageClock, close_run
 from flows.scale import sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
@@ -92,10 +92,7 @@ def curate_pretrain(
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
-    with clock("card"):
-        card_path = card(out)
-    publish("curate-pretrain", manifest, out, card_path, clock.seconds)
-    logger.info("funnel:\n%s", funnel_table(manifest))
+    card_path = close_run("curate-pretrain", manifest, out, clock, card)
     return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
 
 

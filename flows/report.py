@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from curate.funnel import funnel_rows
+from curate.funnel import funnel_rows, funnel_table
 
 
 class StageClock:
@@ -52,3 +52,14 @@ def publish(flow_name: str, manifest: dict[str, Any], out: str, card: str, secon
         key=f"{flow_name}-funnel", markdown=markdown, description="stage, in, kept, rejected by reason, seconds"
     )
     return markdown
+
+
+def close_run(flow_name: str, manifest: dict[str, Any], out: str, clock: StageClock, card_task: Any) -> str:
+    """The common end of a flow run: write the card, publish the funnel artifact, log the funnel."""
+    from prefect import get_run_logger
+
+    with clock("card"):
+        card_path = card_task(out)
+    publish(flow_name, manifest, out, card_path, clock.seconds)
+    get_run_logger().info("funnel:\n%s", funnel_table(manifest))
+    return card_path

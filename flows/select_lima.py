@@ -12,13 +12,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from curate.funnel import funnel_table, summary
+from curate.funnel import summary
 from curate.ingest import IngestOptions
 from curate.pipeline import RunWriter, UpToDate
 from curate.recipe import ScoreSpec, SelectSpec
 from curate.run import RunDir
 from flows.curate_alpaca import card, export, ingest, main_selection, quality
-from flows.report import StageClock, publish
+from flows.report import StageClock, close_run
 
 
 @flow(name="select-lima-1k", log_prints=True)
@@ -50,10 +50,7 @@ def select_lima_1k(
     except UpToDate:
         logger.info("%s is up to date; nothing to do", out)
         manifest = RunDir(out).manifest()
-    with clock("card"):
-        card_path = card(out)
-    publish("select-lima-1k", manifest, out, card_path, clock.seconds)
-    logger.info("funnel:\n%s", funnel_table(manifest))
+    card_path = close_run("select-lima-1k", manifest, out, clock, card)
     return {"run": out, "card": card_path, **manifest["records"]}
 
 
