@@ -482,6 +482,7 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
     if selections:
         listed = ", ".join(f"`{name}` in `{path}/`" for name, path in sorted(selections.items()))
         out += [f"Other selections from the same scored pool, each its own run directory and card: {listed}.", ""]
+    return out
 
 
 def _ablation_section(run: RunDir) -> list[str]:
