@@ -303,7 +303,7 @@ def selection_report(
 ) -> dict[str, Any]:
     """What a selection did, beside a random selection of the same size from the same pool.
 
-    ``labels`` (``source_id``, ``label``) are judge decisions for some records: the report gives the
+    ``labels`` (``source_id`` or ``id``, and ``label``) are judge decisions for some records: the report gives the
     positive rate inside the selection against the pool's (the base rate) and the random control's.
     Response lengths are reported for both, so that "longer" is not mistaken for "better".
     """
@@ -328,7 +328,8 @@ def selection_report(
             "pool": _quantiles(values[finite]),
         }
     if labels is not None and labels.height:
-        joined = records.select(SOURCE_ID).with_row_index("pos").join(labels, on=SOURCE_ID, how="inner")
+        key = SOURCE_ID if SOURCE_ID in labels.columns else ID
+        joined = records.select(key).with_row_index("pos").join(labels, on=key, how="inner")
         pos, y = joined["pos"].to_numpy(), joined["label"].cast(pl.Int64).to_numpy()
         in_selection = np.isin(pos, chosen)
         in_random = np.isin(pos, random_pick)

@@ -105,26 +105,31 @@ def features(records: pl.DataFrame, prompt: np.ndarray, response: np.ndarray) ->
     )
 
 
-def labelled_records(records: pl.DataFrame, labels_path: Path | str) -> tuple[pl.DataFrame, np.ndarray]:
-    """Join judge labels to records: rows ``{"row": N, "score_at_least_4_5": bool}`` (AlpaGasus
-    sample format, N = the record's ``source_id``) or ``{"id": ..., "label": bool}``."""
+def read_labels(labels_path: Path | str) -> pl.DataFrame:
+    """Judge labels as ``source_id`` + ``label`` (rows ``{"row": N, "score_at_least_4_5": bool}``, the
+    AlpaGasus sample format, N = the record's ``source_id``) or ``id`` + ``label`` (``{"id", "label"}``)."""
     try:
         labels = pl.read_ndjson(labels_path)
     except Exception as exc:
         raise CurateError(f"{labels_path}: cannot read judge labels as JSON lines ({exc})") from None
     if {"row", "score_at_least_4_5"} <= set(labels.columns):
-        labels = labels.select(pl.col("row").cast(pl.String).alias(SOURCE_ID), pl.col("score_at_least_4_5").alias("y"))
-        key = SOURCE_ID
-    elif {"id", "label"} <= set(labels.columns):
-        labels = labels.select(pl.col("id").cast(pl.String).alias(ID), pl.col("label").alias("y"))
-        key = ID
-    else:
-        raise CurateError(f"{labels_path}: needs columns row + score_at_least_4_5, or id + label; has {labels.columns}")
+        return labels.select(
+            pl.col("row").cast(pl.String).alias(SOURCE_ID), pl.col("score_at_least_4_5").alias("label")
+        )
+    if {"id", "label"} <= set(labels.columns):
+        return labels.select(pl.col("id").cast(pl.String).alias(ID), pl.col("label"))
+    raise CurateError(f"{labels_path}: needs columns row + score_at_least_4_5, or id + label; has {labels.columns}")
+
+
+def labelled_records(records: pl.DataFrame, labels_path: Path | str) -> tuple[pl.DataFrame, np.ndarray]:
+    """Join judge labels (see :func:`read_labels`) to records; labels naming missing records are an error."""
+    labels = read_labels(labels_path)
+    key = labels.columns[0]
     joined = labels.join(records, on=key, how="left")
     missing = joined[ID if key == SOURCE_ID else SOURCE_ID].null_count()
     if missing:
         raise CurateError(f"{labels_path}: {missing} labels name records that do not exist in the input")
-    return joined.drop("y"), joined["y"].cast(pl.Boolean).to_numpy().astype(int)
+    return joined.drop("label"), joined["label"].cast(pl.Boolean).to_numpy().astype(int)
 
 
 def train(
@@ -224,8 +229,7 @@ def probe_stage(
 
 
 def judge_labels(spec: str) -> pl.DataFrame:
-    """``source_id``, ``label`` from a registry name (e.g. ``alpagasus-claude-sample``) or a JSONL path
-    of ``{"row": N, "score_at_least_4_5": bool}`` rows (N = the record's row in its source file)."""
+    """Judge labels (see :func:`read_labels`) from a registry name (e.g. ``alpagasus-claude-sample``) or a path."""
     from curate import catalog
 
     path = Path(spec)
@@ -234,12 +238,4 @@ def judge_labels(spec: str) -> pl.DataFrame:
         if dataset is None:
             raise CurateError(f"judge labels {spec!r}: neither a file nor a dataset in the registry")
         path = catalog.resolve(dataset, check=False)
-    try:
-        labels = pl.read_ndjson(path)
-    except Exception as exc:
-        raise CurateError(f"{path}: cannot read judge labels as JSON lines ({exc})") from None
-    if not {"row", "score_at_least_4_5"} <= set(labels.columns):
-        raise CurateError(f"{path}: needs columns row + score_at_least_4_5; has {labels.columns}")
-    return labels.select(
-        pl.col("row").cast(pl.String).alias(SOURCE_ID), pl.col("score_at_least_4_5").cast(pl.Boolean).alias("label")
-    )
+    return read_labels(path).with_columns(pl.col("label").cast(pl.Boolean))
