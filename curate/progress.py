@@ -28,7 +28,8 @@ class Progress:
         rate = self.done / max(now - self._start, 1e-9)
         of = f"/{self.total:,}" if self.total else ""
         end = "\r" if sys.stderr.isatty() else "\n"
-        print(f"{self.label}: {self.done:,}{of} {self.unit} ({rate:,.0f}/s)", end=end, file=sys.stderr, flush=True)
+        speed = f"{rate:,.0f}/s" if rate >= 1 else f"{1 / max(rate, 1e-9):,.0f} s each"
+        print(f"{self.label}: {self.done:,}{of} {self.unit} ({speed})", end=end, file=sys.stderr, flush=True)
         self._shown = True
 
     def close(self) -> None:
