@@ -149,7 +149,7 @@ def quotas(groups: pl.Series, n: int, quota: str) -> dict[Any, int]:
     if quota == "equal":
         share = dict.fromkeys(names, 0)
         left = n
-        open_groups = [g for g in names]
+        open_groups = list(names)
         while left > 0 and open_groups:
             each, extra = divmod(left, len(open_groups))
             for i, g in enumerate(list(open_groups)):
