@@ -371,7 +371,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         return
     writer, records = started
     embedder, cache = _embedder(args)
-    result, _ = probe_stage(records, probe, embedder, cache, progress=not args.quiet)
+    result = probe_stage(records, probe, embedder, cache, progress=not args.quiet)
     print(
         f"quality: mean probe score {result.stats['mean_score']}, "
         f"median response {result.stats['median_response_tokens']} tokens"

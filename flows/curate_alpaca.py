@@ -81,7 +81,7 @@ def quality(writer: RunWriter, records, spec):
     from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
 
     embedder, cache = _embedder(spec)
-    result, _ = probe_stage(records, QualityProbe.load(spec.probe or DEFAULT_PROBE), embedder, cache)
+    result = probe_stage(records, QualityProbe.load(spec.probe or DEFAULT_PROBE), embedder, cache)
     get_run_logger().info("quality: %s", result.stats)
     return writer.add(result)
 
@@ -95,17 +95,13 @@ def ifd(writer: RunWriter, records, spec):
 
 def _selection_inputs(writer: RunWriter, records, spec, score_spec, labels: str | None):
     """Scores, vectors (for diversity strategies) and judge labels for a selection."""
-    from scorers.probe import judge_labels, pair_vectors
+    from scorers.probe import judge_labels, pair_vectors, record_vectors
 
     scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
     vectors = None
     if spec.strategy in ("diverse", "kcenter"):
-        import numpy as np
-
         embedder, cache = _embedder(score_spec)
-        prompt, response = pair_vectors(records, embedder, cache)
-        vectors = prompt + response
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        vectors = record_vectors(*pair_vectors(records, embedder, cache))
     judged = None
     if labels:
         try:
@@ -137,6 +133,27 @@ def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
 
     scores, vectors, judged = _selection_inputs(writer, records, spec, score_spec, labels)
     return writer.add(select(records, spec.params(), scores=scores, vectors=vectors, labels=judged))
+
+
+def clean(writer: RunWriter, sources, options, exact, near, near_index, steps, clock, dask, shard_rows: int):
+    """Ingest, exact dedup, near dedup and the recipe's filters, each skipped when a resumed run did it;
+    per-shard work on local threads or a Dask cluster. Shared by the curate-alpaca and curate-pretrain flows."""
+    with clock("ingest"):
+        records = ingest(writer, sources, options)
+    with task_runner(dask) as runner:
+        if not writer.skip("exact_dedup"):
+            with clock("exact_dedup"):
+                records = exact_dedup(writer, records, exact)
+        if not writer.skip("near_dup"):
+            with clock("near_dup"):
+                signed = sign_shards(runner, records, near, shard_rows)
+                records = near_dedup(writer, records, near, near_index, signed)
+        for step in steps:
+            name = step.name or step.use
+            if not writer.skip(name):
+                with clock(name):
+                    records = filter_stage(writer, records, step.use, step.params, name, runner, shard_rows)
+    return records
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -214,21 +231,7 @@ def curate_alpaca(
     writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
     clock = StageClock()
     try:
-        with clock("ingest"):
-            records = ingest(writer, sources, options)
-        with task_runner(dask) as runner:
-            if not writer.skip("exact_dedup"):
-                with clock("exact_dedup"):
-                    records = exact_dedup(writer, records, exact)
-            if not writer.skip("near_dup"):
-                with clock("near_dup"):
-                    signed = sign_shards(runner, records, near, shard_rows)
-                    records = near_dedup(writer, records, near, near_index, signed)
-            for step in steps:
-                name = step.name or step.use
-                if not writer.skip(name):
-                    with clock(name):
-                        records = filter_stage(writer, records, step.use, step.params, name, runner, shard_rows)
+        records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)
         if score_spec is not None and not writer.skip("quality"):
             with clock("quality"):
                 records = quality(writer, records, score_spec)

@@ -24,9 +24,8 @@ from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
 from curate.run import RunDir
-from flows.curate_alpaca import card, exact_dedup, export, filter_stage, ingest, near_dedup
+from flows.curate_alpaca import card, clean, export
 from flows.report import StageClock, close_run
-from flows.scale import sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
 
@@ -72,21 +71,7 @@ def curate_pretrain(
     writer = RunWriter(out, "curate-pretrain", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
     clock = StageClock()
     try:
-        with clock("ingest"):
-            records = ingest(writer, sources, options)
-        with task_runner(dask) as runner:
-            if not writer.skip("exact_dedup"):
-                with clock("exact_dedup"):
-                    records = exact_dedup(writer, records, exact)
-            if not writer.skip("near_dup"):
-                with clock("near_dup"):
-                    signed = sign_shards(runner, records, near, shard_rows)
-                    records = near_dedup(writer, records, near, near_index, signed)
-            for step in spec.filters:
-                name = step.name or step.use
-                if not writer.skip(name):
-                    with clock(name):
-                        records = filter_stage(writer, records, step.use, step.params, name, runner, shard_rows)
+        records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)
         with clock("export"):
             manifest = export(writer, records)
     except UpToDate:

@@ -93,6 +93,12 @@ def coherence(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", prompt.astype(np.float64), response.astype(np.float64))
 
 
+def record_vectors(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """One unit vector per record, the normalized sum of its prompt and response embeddings (for diversity)."""
+    both = prompt.astype(np.float32) + response.astype(np.float32)
+    return both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
+
+
 def features(records: pl.DataFrame, prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
     lengths = np.stack([records[c].fill_null("").str.len_chars().to_numpy() for c in (INSTRUCTION, INPUT, OUTPUT)], 1)
     return np.hstack(
@@ -194,12 +200,11 @@ def label_sha256(path: Path | str) -> str:
 
 def probe_stage(
     records: pl.DataFrame, probe: QualityProbe, embedder: Any, cache: Any = None, progress: bool = False
-) -> tuple[Any, np.ndarray]:
-    """The ``quality`` stage: keeps every record and annotates its signals; returns (result, record vectors).
+) -> Any:
+    """The ``quality`` stage: keeps every record and annotates its signals.
 
     Columns: ``quality_probe`` (the probe's probability that the judge rates the record >= 4.5),
     ``coherence`` (prompt-response cosine), ``response_tokens`` (the embedder's tokenizer, uncut).
-    The record vectors (normalized prompt + response embedding) serve diversity-aware selection.
     """
     from curate.schema import empty_rejects
     from curate.stage import StageResult
@@ -223,9 +228,7 @@ def probe_stage(
         "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
         "median_response_tokens": int(np.median(tokens)) if len(tokens) else None,
     }
-    both = prompt.astype(np.float32) + response.astype(np.float32)
-    both /= np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
-    return result, both
+    return result
 
 
 def judge_labels(spec: str) -> pl.DataFrame:
