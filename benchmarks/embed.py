@@ -71,7 +71,7 @@ def run_child(which: str, out: str) -> float:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
     )
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 

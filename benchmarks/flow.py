@@ -96,7 +96,12 @@ def served_run(env: dict[str, str], out: str) -> tuple[float, dict[str, float]]:
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--plain":
         return plain(sys.argv[2])
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         env["PREFECT_HOME"] = f"{tmp}/prefect"
         first_use, _ = timed([sys.executable, "-c", "import flows; from prefect import get_client; get_client()"], env)

@@ -11,8 +11,9 @@ Prints progress on stderr, then one JSON object as its last stdout line:
   candidates (Alpaca instructions with their words shuffled) against all 52,002 Alpaca
   instructions, wall time on all cores, encoding included.
 * ``accepted_per_minute_local``: tasks accepted per minute of generation with the local
-  SmolLM2-135M-Instruct on this machine (one round, see ``--requests``), with the acceptance rate
-  by reject reason (``rate_by_reason``). ``--no-generate`` skips this part.
+  SmolLM2-135M-Instruct on this machine (``--rounds`` rounds of ``--requests`` requests with the
+  local backend's sampling defaults), with the acceptance rate by reject reason
+  (``rate_by_reason``) and ``minutes_for_200`` at that rate. ``--no-generate`` skips this part.
 """
 
 from __future__ import annotations
@@ -90,21 +91,25 @@ def rouge_part(instructions: list[str], side: int) -> dict:
     }
 
 
-def generation_part(requests: int, max_tokens: int) -> dict:
-    from curate.self_instruct import LocalGenerator, SelfInstructConfig, grow
+def generation_part(requests: int, rounds: int, device: str | None) -> dict:
+    from curate.self_instruct import LocalGenerator, SelfInstructConfig, grow, sampling_for
 
+    sampling = sampling_for("local")
     config = SelfInstructConfig(
-        n=10_000, requests_per_round=requests, max_tokens=max_tokens, max_rounds=1, embedding_threshold=None
+        n=10_000, requests_per_round=requests, max_rounds=rounds, embedding_threshold=None, **sampling
     )
     with tempfile.TemporaryDirectory() as tmp:
-        generator = LocalGenerator(batch_size=requests, cache_dir=Path(tmp) / "cache")
+        generator = LocalGenerator(device=device, cache_dir=Path(tmp) / "cache")
         _, stats = grow("alpaca-seed-tasks", generator, config, Path(tmp) / "run", "local", progress=False)
     minutes = stats["seconds"] / 60
     log(f"local generation: {stats['accepted']} accepted of {stats['candidates']} in {stats['seconds']:.0f} s")
+    rate = stats["accepted"] / minutes if minutes else None
     return {
-        "accepted_per_minute_local": round(stats["accepted"] / minutes, 3) if minutes else None,
-        "local_requests": requests,
-        "local_max_tokens": max_tokens,
+        "accepted_per_minute_local": round(rate, 3) if rate else None,
+        "minutes_for_200": round(200 / rate, 1) if rate else None,
+        "local_requests_per_round": requests,
+        "local_rounds": stats["rounds"],
+        "local_sampling": sampling,
         "local_seconds": stats["seconds"],
         "local_candidates": stats["candidates"],
         "local_accepted": stats["accepted"],
@@ -118,15 +123,16 @@ def generation_part(requests: int, max_tokens: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", type=int, default=300, help="targets and pool size of the speed comparison")
-    parser.add_argument("--requests", type=int, default=4, help="local generation: requests in the round")
-    parser.add_argument("--max-tokens", type=int, default=384, help="local generation: tokens per reply")
+    parser.add_argument("--requests", type=int, default=8, help="local generation: requests per round")
+    parser.add_argument("--rounds", type=int, default=3, help="local generation: rounds")
+    parser.add_argument("--device", help="local generation: cpu or cuda (default: cuda when present)")
     parser.add_argument("--no-generate", action="store_true", help="skip the local generation part")
     args = parser.parse_args()
     result = rouge_part(alpaca_instructions(), args.side)
     if args.no_generate:
         result["accepted_per_minute_local"] = None
     else:
-        result.update(generation_part(args.requests, args.max_tokens))
+        result.update(generation_part(args.requests, args.rounds, args.device))
     print(json.dumps(result))
 
 

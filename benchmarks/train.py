@@ -98,7 +98,7 @@ def main() -> None:
 
     from curate.ablate import ci_source
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as scratch:
         run = ci_source(Path(scratch) / "data", progress=False)
         steps = -(-args.examples // args.batch_size)

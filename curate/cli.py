@@ -321,7 +321,7 @@ def _embedding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     g.add_argument("--max-length", type=int, help="truncate to this many tokens (default: the model's)")
-    g.add_argument("--batch-size", type=int, default=16, help="texts per batch")
+    g.add_argument("--batch-size", type=int, help="texts per batch (16 on CPU, 256 on CUDA)")
     g.add_argument("--cache", metavar="DIR", help="embedding cache (default ~/.cache/curate/embeddings)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
 
@@ -449,7 +449,7 @@ def cmd_self_instruct(args: argparse.Namespace) -> None:
 
     from curate.errors import CurateError
     from curate.pipeline import UpToDate
-    from curate.self_instruct import NoveltyEmbedder, SelfInstructConfig, grow, summary_lines
+    from curate.self_instruct import NoveltyEmbedder, SelfInstructConfig, grow, sampling_for, summary_lines
 
     config = SelfInstructConfig(
         n=args.n,
@@ -457,9 +457,7 @@ def cmd_self_instruct(args: argparse.Namespace) -> None:
         examples=args.examples,
         tasks_per_request=args.tasks_per_request,
         requests_per_round=args.requests_per_round,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
+        **sampling_for(args.backend, args.temperature, args.top_p, args.max_tokens),
         rouge_threshold=args.rouge_threshold,
         reject_programs=not args.allow_programs,
         embedding_threshold=None if args.no_embedding else args.embedding_threshold,
@@ -845,12 +843,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--examples", type=int, default=3, help="seed tasks shown per request (3, as Alpaca)")
     g.add_argument("--tasks-per-request", type=int, default=20, help="tasks the prompt asks for (20)")
     g.add_argument("--requests-per-round", type=int, default=8, help="requests per round (8)")
-    g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--max-tokens", type=int, default=1024, help="tokens per reply at most (1024)")
+    g.add_argument("--temperature", type=float, help="local 0.7; openai 1.0 (Alpaca's)")
+    g.add_argument("--top-p", type=float, help="local 0.9; openai 1.0 (Alpaca's)")
+    g.add_argument("--max-tokens", type=int, help="tokens per reply at most (local 256; openai 3072, Alpaca's)")
     g.add_argument("--api", choices=["chat", "completions"], default="chat", help="openai: endpoint kind (chat)")
     g.add_argument("--device", help="local: cpu or cuda (default: cuda when present)")
-    g.add_argument("--batch-size", type=int, default=8, help="local: prompts per generation batch (8)")
+    g.add_argument("--batch-size", type=int, help="local: prompts per generation batch (default: a whole round)")
     g = p.add_argument_group("filters")
     g.add_argument("--rouge-threshold", type=float, default=0.7, help="reject at this ROUGE-L to the pool (0.7)")
     g.add_argument("--embedding-threshold", type=float, default=0.95, help="reject at this cosine to the pool")

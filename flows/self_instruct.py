@@ -19,7 +19,7 @@ from prefect.cache_policies import NONE
 from curate.funnel import funnel_table, summary
 from curate.pipeline import UpToDate
 from curate.run import RunDir
-from curate.self_instruct import SelfInstructConfig, grow, summary_lines
+from curate.self_instruct import SelfInstructConfig, grow, sampling_for, summary_lines
 
 
 @task(cache_policy=NONE)
@@ -79,9 +79,9 @@ def self_instruct(
     examples: int = 3,
     tasks_per_request: int = 20,
     requests_per_round: int = 8,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    max_tokens: int = 1024,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_tokens: int | None = None,
     rouge_threshold: float = 0.7,
     embedding_threshold: float | None = 0.95,
     max_requests: int | None = None,
@@ -97,9 +97,7 @@ def self_instruct(
         examples=examples,
         tasks_per_request=tasks_per_request,
         requests_per_round=requests_per_round,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
+        **sampling_for(backend, temperature, top_p, max_tokens),
         rouge_threshold=rouge_threshold,
         embedding_threshold=embedding_threshold,
         max_requests=max_requests,

@@ -55,16 +55,19 @@ class EmbedSettings:
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         precision: ``auto`` (fp16 on CUDA; bf16 on CPU only if it passes the check), or forced.
         max_length: truncate to this many tokens (None: the model's own maximum).
-        batch_size: texts per batch (batches hold texts of about the same token length).
-        batch_tokens: padded tokens per batch at most (smaller batches for long texts).
+        batch_size: texts per batch (batches hold texts of about the same token length); None: 16 on
+            CPU, where small sorted batches were fastest, 256 on CUDA, where 16 left the GPU idle
+            (0.79x plain sentence-transformers on an H200).
+        batch_tokens: padded tokens per batch at most (smaller batches for long texts); None: 8,192
+            on CPU, 131,072 on CUDA.
     """
 
     model: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Precision = "auto"
     max_length: int | None = None
-    batch_size: int = 16
-    batch_tokens: int = 8_192
+    batch_size: int | None = None
+    batch_tokens: int | None = None
 
     def model_name(self) -> str:
         return self.model or DEFAULT_EMBEDDER
@@ -199,12 +202,16 @@ class Embedder:
         ]
         return np.asarray(lengths, dtype=np.int64)
 
+    @property
+    def batch_size(self) -> int:
+        return self.settings.batch_size or (256 if self.device == "cuda" else 16)
+
     def batches(self, lengths: np.ndarray) -> Iterator[np.ndarray]:
         """Positions in exact token-length order, ``batch_size`` at a time (fewer for long texts,
         so a batch pads to at most ``batch_tokens``)."""
         order = np.argsort(lengths, kind="stable")
         capped = np.maximum(np.minimum(lengths[order], self.max_length), 1).tolist()
-        size, budget = self.settings.batch_size, self.settings.batch_tokens
+        size, budget = self.batch_size, self.settings.batch_tokens or (131_072 if self.device == "cuda" else 8_192)
         start = 0
         while start < len(capped):
             end = min(start + size, len(capped))
@@ -339,7 +346,7 @@ def embed_stage(
         "column": column,
         "key": embedder.key(),
         "max_length": embedder.max_length,
-        "batch_size": embedder.settings.batch_size,
+        "batch_size": embedder.batch_size,
     }
     result = StageResult("embed", params, records.height, records, empty_rejects(), annotations)
     result.stats = {

@@ -76,6 +76,8 @@ def test_device_and_precision_chosen_by_rule() -> None:
     chosen = Embedder(EmbedSettings(precision="auto"))
     assert chosen.precision in ("fp32", "bf16")
     assert chosen.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert chosen.batch_size == (256 if chosen.device == "cuda" else 16)
+    assert Embedder(EmbedSettings(batch_size=5)).batch_size == 5
     if chosen.precision == "bf16":
         assert chosen.check_cosine >= 0.999
     with pytest.raises(CurateError, match="fp16 needs CUDA"):

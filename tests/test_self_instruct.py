@@ -23,6 +23,7 @@ from curate.self_instruct import (
     grow,
     parse_tasks,
     rule_reason,
+    sampling_for,
 )
 from tests.conftest import ROOT, run_cli
 
@@ -65,6 +66,13 @@ def test_parse_tolerates_drift_missing_input_and_truncation() -> None:
     assert [i.problem for i in items] == [None, None, None, "truncated"]
     assert parse_tasks("Sorry, I cannot help with that.", 4, "stop", continued=False) == []
     assert parse_tasks("4. Instruction: Do X now please.\n", 4, "stop")[0].problem == "missing_output"
+
+
+def test_sampling_defaults_by_backend_and_explicit_values_win() -> None:
+    assert sampling_for("local") == {"temperature": 0.7, "top_p": 0.9, "max_tokens": 256}
+    assert sampling_for("openai") == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 3072}
+    assert sampling_for("local", temperature=0.0, max_tokens=24) == {"temperature": 0.0, "top_p": 0.9, "max_tokens": 24}
+    assert sampling_for("scripted")["temperature"] == 1.0
 
 
 def test_rule_filters_name_their_reason() -> None:
@@ -167,6 +175,8 @@ def test_local_backend_in_process(tmp_path: Path) -> None:
     stage = manifest["stages"][-1]
     assert stage["stats"]["generator"]["requests"] == 1
     assert stage["in"] == stage["kept"] + stage["rejected"]
+    config = stage["params"]["config"]
+    assert (config["temperature"], config["top_p"], config["max_tokens"]) == (0.7, 0.9, 24)
 
 
 def test_kill_mid_run_and_resume(lm_server, tmp_path: Path) -> None:
