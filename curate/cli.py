@@ -578,7 +578,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_serve_lm(args: argparse.Namespace) -> None:
     from curate.lm_server import serve
 
-    serve(args.host, args.port, args.model, args.device)
+    serve(args.host, args.port, args.model, args.device, args.max_batch, args.window)
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -926,6 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--model", help="HF causal LM name or path (default: bundled SmolLM2-135M-Instruct)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--max-batch", type=int, default=16, help="concurrent requests generated as one batch (16)")
+    p.add_argument("--window", type=float, default=0.02, help="seconds to gather a batch after its first request")
     p.set_defaults(func=cmd_serve_lm)
 
     p = sub.add_parser("datasets", help="list the dataset registry")

@@ -4,9 +4,14 @@
 ``POST /chat/completions`` (the model's chat template) and ``POST /completions``. It is the real
 stand-in for a hosted endpoint in tests and on machines without one. (FastAPI is imported at
 module level because it resolves the handlers' annotations there; only ``curate serve-lm`` imports
-this module.) Generation is serialized
-by a lock (one model, one forward pass at a time); ``n`` choices of one request are generated
-as one batch.
+this module.)
+
+One worker thread owns the model. Requests that arrive together with the same sampling
+parameters are generated as one batch (up to ``max_batch``, gathered for ``window`` seconds
+after the first), so concurrent clients such as ``curate self-instruct --concurrency 8`` get the
+throughput of the in-process backend. Like OpenAI's, ``seed`` is best effort: a request alone
+(or with ``--max-batch 1``) is reproducible; in a batch its sample also depends on its
+batch-mates. Each response names its batch size in the ``x-curate-batch-size`` header.
 """
 
 from __future__ import annotations
@@ -14,16 +19,89 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
 
-def create_app(lm: Any) -> Any:
-    from curate.generate import chat_prompt, generate_batch
+@dataclass
+class _Job:
+    prompt: str | list[dict[str, str]]
+    params: dict[str, Any]
+    done: Future = field(default_factory=Future)
 
+    def group(self) -> tuple:
+        """Requests batch together only when everything but the prompt and the seed is equal."""
+        p = self.params
+        return (p["max_tokens"], p["temperature"], p["top_p"], p["n"], tuple(p["stop"] or ()))
+
+
+class Batcher:
+    """The model's one worker thread: gathers concurrent requests into generation batches."""
+
+    def __init__(self, lm: Any, max_batch: int = 16, window: float = 0.02) -> None:
+        self.lm = lm
+        self.max_batch = max(1, max_batch)
+        self.window = window
+        self.pending: deque[_Job] = deque()
+        self.ready = threading.Condition()
+        threading.Thread(target=self._loop, name="serve-lm-batcher", daemon=True).start()
+
+    def submit(self, prompt: str | list[dict[str, str]], params: dict[str, Any]) -> tuple[list[Any], int]:
+        """The request's choices and the size of the batch it was generated in (blocks)."""
+        job = _Job(prompt, params)
+        with self.ready:
+            self.pending.append(job)
+            self.ready.notify()
+        return job.done.result()
+
+    def _take(self) -> list[_Job]:
+        with self.ready:
+            while not self.pending:
+                self.ready.wait()
+            first = self.pending.popleft()
+            batch = [first]
+            deadline = time.monotonic() + self.window
+            while len(batch) < self.max_batch:
+                match = next((j for j in self.pending if j.group() == first.group()), None)
+                if match is not None:
+                    self.pending.remove(match)
+                    batch.append(match)
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.ready.wait(left)
+            return batch
+
+    def _loop(self) -> None:
+        from curate.generate import chat_prompt, generate_batch
+
+        while True:
+            batch = self._take()
+            try:
+                # The tokenizer is not safe to share between threads ("Already borrowed"), so the
+                # chat template is applied here, in the model's thread. Members are ordered by seed
+                # and text, so a batch's output does not depend on the order they arrived in.
+                texts = [j.prompt if isinstance(j.prompt, str) else chat_prompt(self.lm, j.prompt) for j in batch]
+                order = sorted(range(len(batch)), key=lambda i: (batch[i].params["seed"] or 0, texts[i]))
+                seeds = [j.params["seed"] for j in batch if j.params["seed"] is not None]
+                params = {**batch[0].params, "seed": min(seeds) if seeds else None}
+                made = generate_batch(self.lm, [texts[i] for i in order], batch_size=len(batch), **params)
+            except Exception as exc:
+                for job in batch:
+                    job.done.set_exception(exc)
+                continue
+            for i, choices in zip(order, made, strict=True):
+                batch[i].done.set_result((choices, len(batch)))
+
+
+def create_app(lm: Any, max_batch: int = 16, window: float = 0.02) -> Any:
     app = FastAPI(title="curate serve-lm")
-    lock = threading.Lock()
+    batcher = Batcher(lm, max_batch, window)
     served = lm.name
 
     def sampling(body: dict[str, Any]) -> dict[str, Any]:
@@ -39,13 +117,6 @@ def create_app(lm: Any) -> Any:
             }
         except (TypeError, ValueError) as exc:
             raise HTTPException(400, f"bad sampling parameter: {exc}") from None
-
-    def run(prompt: str | list[dict[str, str]], params: dict[str, Any]):
-        # The tokenizer is not safe to share between threads ("Already borrowed"): template and
-        # generation both happen under the lock.
-        with lock:
-            text = prompt if isinstance(prompt, str) else chat_prompt(lm, prompt)
-            return generate_batch(lm, [text], batch_size=1, **params)[0]
 
     def usage(choices) -> dict[str, int]:
         prompt_tokens = choices[0].prompt_tokens
@@ -70,7 +141,7 @@ def create_app(lm: Any) -> Any:
         return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "curate", "created": 0}]}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> dict[str, Any]:
+    async def chat(request: Request, response: Response) -> dict[str, Any]:
         import anyio
 
         body = await json_body(request)
@@ -79,7 +150,8 @@ def create_app(lm: Any) -> Any:
             raise HTTPException(400, "messages must be a list of {role, content}")
         params = sampling(body)
         prompt = [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages]
-        choices = await anyio.to_thread.run_sync(run, prompt, params)
+        choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, params)
+        response.headers["x-curate-batch-size"] = str(size)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
@@ -93,7 +165,7 @@ def create_app(lm: Any) -> Any:
         }
 
     @app.post("/v1/completions")
-    async def completions(request: Request) -> dict[str, Any]:
+    async def completions(request: Request, response: Response) -> dict[str, Any]:
         import anyio
 
         body = await json_body(request)
@@ -103,7 +175,8 @@ def create_app(lm: Any) -> Any:
         if not isinstance(prompt, str):
             raise HTTPException(400, "prompt must be a string")
         params = sampling(body)
-        choices = await anyio.to_thread.run_sync(run, prompt, params)
+        choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, params)
+        response.headers["x-curate-batch-size"] = str(size)
         return {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}",
             "object": "text_completion",
@@ -119,15 +192,25 @@ def create_app(lm: Any) -> Any:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, model: str | None = None, device: str | None = None) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    device: str | None = None,
+    max_batch: int = 16,
+    window: float = 0.02,
+) -> None:
     """Load the model and serve it until interrupted."""
     import uvicorn
 
     from curate.lm import load_lm
 
     lm = load_lm(model, device=device)
-    app = create_app(lm)
-    print(f"serving {lm.name} ({lm.path}, {lm.device}) at http://{host}:{port}/v1", flush=True)
+    app = create_app(lm, max_batch, window)
+    print(
+        f"serving {lm.name} ({lm.path}, {lm.device}) at http://{host}:{port}/v1, batches of up to {max_batch}",
+        flush=True,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -16,15 +16,18 @@ Values given on the command line win over the recipe; the recipe wins over the d
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from curate.dedup.near import NearDedupParams
 from curate.errors import CurateError
 from curate.normalize import TextNormalization
+from curate.select import SelectParams
 
 
 class _Strict(BaseModel):
@@ -85,23 +88,25 @@ class ScoreSpec(_Strict):
     ifd_model: str | None = None
 
 
-class SelectSpec(_Strict):
-    """A selection (see :mod:`curate.select`); ``name`` names its run directory for the side selections."""
-
+class _Selection(_Strict):
     name: str
-    strategy: Literal["threshold", "top_k", "random", "longest", "diverse", "kcenter"] = "top_k"
-    n: int | None = None
-    by: str | None = None
-    min: float | None = None
-    seed: int = 0
-    max_cosine: float = 0.9
-    stratify: str | None = None
-    quota: Literal["proportional", "equal"] = "proportional"
 
-    def params(self):
-        from curate.select import SelectParams
-
+    def params(self) -> SelectParams:
         return SelectParams(**self.model_dump(exclude={"name"}))
+
+
+def _fields_of(params: type) -> dict[str, Any]:
+    """Pydantic field definitions from a parameter dataclass, so the recipe form cannot drift from it."""
+    hints = typing.get_type_hints(params)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(params)}
+
+
+SelectSpec = create_model(
+    "SelectSpec",
+    __base__=_Selection,
+    __doc__="A selection (see :mod:`curate.select`); ``name`` names its run directory for the side selections.",
+    **_fields_of(SelectParams),
+)
 
 
 class Recipe(_Strict):

@@ -46,7 +46,7 @@ NEEDS_VECTORS = ("diverse", "kcenter")
 @dataclass(frozen=True)
 class SelectParams:
     """Attributes:
-    strategy: one of ``threshold``, ``top_k``, ``random``, ``longest``, ``diverse``.
+    strategy: one of ``threshold``, ``top_k``, ``random``, ``longest``, ``diverse``, ``kcenter``.
     n: how many to keep (all strategies but ``threshold``).
     by: the score column (``threshold``, ``top_k``, ``diverse``).
     min: the lowest score kept (``threshold``).

@@ -453,26 +453,36 @@ def train(
     bar.advance(start)
     compute_start = time.monotonic()
     tokens_this_process = 0
+    # Step losses stay on the device (float64, so the sums equal Python's) and are read in bulk:
+    # reading each one would make the CPU wait for the GPU at every micro-batch.
+    pending: list[Any] = []
+
+    def settle() -> None:
+        if pending:
+            losses.extend(round(v, 6) for v in torch.stack(pending).tolist())
+            pending.clear()
+
     for step, micro in step_batches(lengths, config, start):
         if step >= steps or (stop_after is not None and step >= start + stop_after):
             break
         batches = [collate([examples[i] for i in ids], pad_id) for ids in micro]
         n_response = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
-        step_loss = 0.0
+        step_loss = torch.zeros((), dtype=torch.float64, device=device)
         for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
+            tokens_this_process += int(batch["attention_mask"].sum())
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with _autocast(device):
                 loss_sum, _ = response_loss_sum(model, batch)
             (loss_sum / max(n_response, 1)).backward()
-            step_loss += float(loss_sum.detach())
-            tokens_this_process += int(batch["attention_mask"].sum())
+            step_loss += loss_sum.detach().to(torch.float64)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(round(step_loss / max(n_response, 1), 6))
+        pending.append(step_loss / max(n_response, 1))
         bar.advance(1)
         if (step + 1) % save_every == 0 and step + 1 < steps:
+            settle()
             _save_checkpoint(
                 checkpoint,
                 model,
@@ -483,6 +493,7 @@ def train(
                 tokens_seen + tokens_this_process,
                 step + 1,
             )
+    settle()
     bar.close()
     compute_seconds = time.monotonic() - compute_start
     tokens_seen += tokens_this_process

@@ -11,7 +11,6 @@ shards of ``shard_rows`` records on local threads or, with ``dask``, on a Dask c
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,11 @@ from prefect.cache_policies import NONE
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams, add_to_index, near_duplicates
-from curate.funnel import summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
-from curate.run import RunDir
-from flows.report import StageClock, close_run
+from flows.report import StageClock, close_run, print_result
 from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
@@ -199,7 +196,6 @@ def curate_alpaca(
     tasks on a Dask cluster (``tcp://host:8786`` or ``local:N``); neither it nor ``shard_rows``
     changes a byte of the outputs.
     """
-    logger = get_run_logger()
     chosen_recipe = load_recipe(recipe or DEFAULT_RECIPE)
     steps = chosen_recipe.filters
     score_spec, main_spec = chosen_recipe.score, chosen_recipe.select
@@ -249,10 +245,8 @@ def curate_alpaca(
         with clock("export"):
             manifest = export(writer, records)
     except UpToDate:
-        logger.info("%s is up to date; nothing to do", out)
-        manifest = RunDir(out).manifest()
-    card_path = close_run("curate-alpaca", manifest, out, clock, card)
-    return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
+        manifest = None
+    return close_run("curate-alpaca", manifest, out, clock, card)
 
 
 def main() -> None:
@@ -272,9 +266,7 @@ def main() -> None:
         recipe=args.recipe,
         keep_n=args.keep,
     )
-    print(summary(RunDir(args.out).manifest(), args.out))
-    print(f"  card: {result['card']} (figures in {args.out}/figures/)")
-    print("stage seconds: " + json.dumps(result["seconds"]))
+    print_result(result)
     print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
 
 

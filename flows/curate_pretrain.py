@@ -9,23 +9,20 @@ It reuses curate-alpaca's tasks; the filters come from curate/recipes/curate-pre
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from curate.dedup.exact import ExactDedupParams
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams
-from curate.funnel import summary
 from curate.ingest import IngestOptions
 from curate.normalize import TextNormalization
 from curate.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.recipe import load_recipe
-from curate.run import RunDir
 from flows.curate_alpaca import card, clean, export
-from flows.report import StageClock, close_run
+from flows.report import StageClock, close_run, print_result
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
 
@@ -52,7 +49,6 @@ def curate_pretrain(
     ``sources``: files, folders of shards or registry names. ``text_field`` reads that field of
     JSONL/Parquet rows as the text; ``delimiter`` splits plain-text files on lines equal to it.
     """
-    logger = get_run_logger()
     spec = load_recipe(recipe or DEFAULT_RECIPE)
     options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
     exact_spec = spec.dedup.exact if spec.dedup and spec.dedup.exact else None
@@ -75,10 +71,8 @@ def curate_pretrain(
         with clock("export"):
             manifest = export(writer, records)
     except UpToDate:
-        logger.info("%s is up to date; nothing to do", out)
-        manifest = RunDir(out).manifest()
-    card_path = close_run("curate-pretrain", manifest, out, clock, card)
-    return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
+        manifest = None
+    return close_run("curate-pretrain", manifest, out, clock, card)
 
 
 def main() -> None:
@@ -98,9 +92,7 @@ def main() -> None:
         dask=args.dask,
         shard_rows=args.shard_rows,
     )
-    print(summary(RunDir(args.out).manifest(), args.out))
-    print(f"  card: {result['card']}")
-    print("stage seconds: " + json.dumps(result["seconds"]))
+    print_result(result)
 
 
 if __name__ == "__main__":

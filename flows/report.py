@@ -54,12 +54,39 @@ def publish(flow_name: str, manifest: dict[str, Any], out: str, card: str, secon
     return markdown
 
 
-def close_run(flow_name: str, manifest: dict[str, Any], out: str, clock: StageClock, card_task: Any) -> str:
-    """The common end of a flow run: write the card, publish the funnel artifact, log the funnel."""
+def close_run(
+    flow_name: str, manifest: dict[str, Any] | None, out: str, clock: StageClock, card_task: Any
+) -> dict[str, Any]:
+    """The common end of a flow run: write the card, publish the funnel artifact, log the funnel.
+
+    ``manifest`` is None when the run directory was already up to date (its manifest is read).
+    Returns the flow's result: the run, its record counts, the card and per-stage seconds.
+    """
     from prefect import get_run_logger
 
+    from curate.run import RunDir
+
+    if manifest is None:
+        get_run_logger().info("%s is up to date; nothing to do", out)
+        manifest = RunDir(out).manifest()
     with clock("card"):
         card_path = card_task(out)
     publish(flow_name, manifest, out, card_path, clock.seconds)
     get_run_logger().info("funnel:\n%s", funnel_table(manifest))
-    return card_path
+    return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """What ``python -m flows.NAME`` prints at the end: the funnel, the card, per-stage seconds.
+
+    ``benchmarks/flow.py`` reads the ``stage seconds:`` line.
+    """
+    import json
+
+    from curate.funnel import summary
+    from curate.run import RunDir
+
+    out = result["run"]
+    print(summary(RunDir(out).manifest(), out))
+    print(f"  card: {result['card']} (figures in {out}/figures/)")
+    print("stage seconds: " + json.dumps(result["seconds"]))

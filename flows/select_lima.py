@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from curate.funnel import summary
 from curate.ingest import IngestOptions
@@ -32,7 +32,6 @@ def select_lima_1k(
     judge_labels: str | None = None,
 ) -> dict[str, Any]:
     """Select ``n`` records from ``source`` (a run directory or a dataset) for quality and diversity."""
-    logger = get_run_logger()
     spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by)
     score_spec = ScoreSpec(probe=probe)
     writer = RunWriter(out, "select-lima-1k", {"source": source, "select": spec.model_dump(), "probe": probe})
@@ -48,10 +47,8 @@ def select_lima_1k(
         with clock("export"):
             manifest = export(writer, records)
     except UpToDate:
-        logger.info("%s is up to date; nothing to do", out)
-        manifest = RunDir(out).manifest()
-    card_path = close_run("select-lima-1k", manifest, out, clock, card)
-    return {"run": out, "card": card_path, **manifest["records"]}
+        manifest = None
+    return close_run("select-lima-1k", manifest, out, clock, card)
 
 
 def main() -> None:

@@ -28,6 +28,27 @@ def test_models_chat_completions_usage_and_seeds(lm_server) -> None:
     assert bad.status_code == 400
 
 
+def test_concurrent_requests_share_a_batch(lm_server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = lm_server.base_url
+    prompts = [f"List {k} fruits:" for k in ("two", "three", "four", "five", "six", "seven")]
+
+    def ask(prompt: str) -> httpx.Response:
+        return httpx.post(
+            f"{base}/completions", json={"prompt": prompt, "max_tokens": 2, "temperature": 0}, timeout=300
+        )
+
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        replies = list(pool.map(ask, prompts))
+    assert all(r.status_code == 200 and len(r.json()["choices"]) == 1 for r in replies)
+    sizes = [int(r.headers["x-curate-batch-size"]) for r in replies]
+    # The first request may run alone; those that arrive while it runs are generated together.
+    assert max(sizes) >= 2, sizes
+    other = {"prompt": "Hi", "max_tokens": 1, "temperature": 0}
+    assert httpx.post(f"{base}/completions", json=other, timeout=120).headers["x-curate-batch-size"] == "1"
+
+
 def test_self_instruct_deployment_entry() -> None:
     spec = yaml.safe_load(Path(ROOT / "prefect.yaml").read_text())
     entry = next(d for d in spec["deployments"] if d["name"] == "self-instruct")
