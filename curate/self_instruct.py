@@ -93,6 +93,7 @@ def sampling_for(
     return {k: defaults[k] if v is None else v for k, v in given.items()}
 
 
+INCOMPLETE = ("truncated", "missing_instruction", "missing_output")
 _NO_INPUT = {"<noinput>", "<no input>", "noinput", "no input", "n/a", "none", "<none>", "-", ""}
 
 
@@ -569,6 +570,8 @@ class SelfInstruct:
 def _records(frame: pl.DataFrame, model: str, backend: str) -> pl.DataFrame:
     """Candidates as records of the one record model; unparsable replies as text records of the raw reply."""
     parsed = frame[INSTRUCTION].is_not_null()
+    # An incomplete item's text is what the model wrote, headers and all: its fields may be empty.
+    whole = parsed & ~frame["reason"].is_in(INCOMPLETE).fill_null(False)
     metas, ids = [], []
     for row in frame.iter_rows(named=True):
         meta = {
@@ -595,7 +598,7 @@ def _records(frame: pl.DataFrame, model: str, backend: str) -> pl.DataFrame:
         pl.Series(ID, ids, dtype=pl.String),
         pl.lit(SOURCE).alias("source"),
         pl.when(parsed).then(pl.lit(KIND_INSTRUCTION)).otherwise(pl.lit(KIND_TEXT)).alias("kind"),
-        pl.when(parsed).then(derived).otherwise(pl.col("raw")).alias("text"),
+        pl.when(whole).then(derived).otherwise(pl.col("raw")).alias("text"),
         pl.lit(LICENSE).alias("license"),
         pl.Series(META, metas, dtype=pl.String),
     )

@@ -145,6 +145,25 @@ def test_loop_accepts_and_rejects_with_reasons(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / ".checkpoints").exists()
 
 
+def test_incomplete_items_keep_what_the_model_wrote(tmp_path: Path) -> None:
+    class CutOff(ScriptedGenerator):
+        def generate(self, prompts, seeds, config):
+            k = config.examples + 1
+            reply = (
+                f" Name three primary colors.\n{k}. Output:\nRed, blue, yellow.\n###\n{k + 1}. Output:\nBlue.\n###\n"
+            )
+            return [Generation(reply + f"{k + 2}. Instruction:", "length", 10, 30) for _ in prompts]
+
+    config = SelfInstructConfig(n=5, requests_per_round=1, examples=1, embedding_threshold=None, max_rounds=1)
+    grow("alpaca-seed-tasks", CutOff(), config, tmp_path / "run", "scripted", progress=False)
+    rejects = pl.read_parquet(RunDir(tmp_path / "run").rejects_path("self_instruct"))
+    texts = dict(zip(rejects["reason"], rejects["text"], strict=True))
+    assert set(texts) == {"missing_instruction", "truncated"}
+    assert texts["missing_instruction"].startswith("3. Output:") and "Blue." in texts["missing_instruction"]
+    assert texts["truncated"] == "4. Instruction:"
+    assert RunDir(tmp_path / "run").records()["text"][0].startswith("Name three primary colors.")
+
+
 def test_openai_backend_real_server_cache_and_faults(lm_server, fault_proxy, tmp_path: Path) -> None:
     cache = str(tmp_path / "cache")
     args = ["self-instruct", "--seeds", "alpaca-seed-tasks", "--backend", "openai", "--api", "completions"]
