@@ -140,54 +140,41 @@ def create_app(lm: Any, max_batch: int = 16, window: float = 0.02) -> Any:
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "curate", "created": 0}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request, response: Response) -> dict[str, Any]:
+    async def answer(prompt: Any, body: dict[str, Any], response: Response, kind: str, choice: Any) -> dict[str, Any]:
+        """Generate through the batcher and wrap the choices in OpenAI's envelope for ``kind``."""
         import anyio
 
+        choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, sampling(body))
+        response.headers["x-curate-batch-size"] = str(size)
+        return {
+            "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:12]}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": body.get("model") or served,
+            "choices": [{"index": i, **choice(c), "finish_reason": c.finish_reason} for i, c in enumerate(choices)],
+            "usage": usage(choices),
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, response: Response) -> dict[str, Any]:
         body = await json_body(request)
         messages = body.get("messages")
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "content" in m for m in messages):
             raise HTTPException(400, "messages must be a list of {role, content}")
-        params = sampling(body)
         prompt = [{"role": m.get("role", "user"), "content": str(m["content"])} for m in messages]
-        choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, params)
-        response.headers["x-curate-batch-size"] = str(size)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model") or served,
-            "choices": [
-                {"index": i, "message": {"role": "assistant", "content": c.text}, "finish_reason": c.finish_reason}
-                for i, c in enumerate(choices)
-            ],
-            "usage": usage(choices),
-        }
+        return await answer(
+            prompt, body, response, "chat.completion", lambda c: {"message": {"role": "assistant", "content": c.text}}
+        )
 
     @app.post("/v1/completions")
     async def completions(request: Request, response: Response) -> dict[str, Any]:
-        import anyio
-
         body = await json_body(request)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise HTTPException(400, "prompt must be a string")
-        params = sampling(body)
-        choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, params)
-        response.headers["x-curate-batch-size"] = str(size)
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex[:12]}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body.get("model") or served,
-            "choices": [
-                {"index": i, "text": c.text, "finish_reason": c.finish_reason, "logprobs": None}
-                for i, c in enumerate(choices)
-            ],
-            "usage": usage(choices),
-        }
+        return await answer(prompt, body, response, "text_completion", lambda c: {"text": c.text, "logprobs": None})
 
     return app
 

@@ -127,23 +127,3 @@ def nearest(targets: list[str], pool: list[str], workers: int = -1, chunk: int =
         best[start : start + len(part)] = block_best
         where[start : start + len(part)] = block_where
     return best, where
-    pool_lengths = np.fromiter(map(len, pool), np.int32, count=len(pool))
-    for start in range(0, len(targets), chunk):
-        part = targets[start : start + chunk]
-        lengths = np.fromiter(map(len, part), np.int32, count=len(part))
-        lcs = process.cdist(part, pool, scorer=LCSseq.similarity, dtype=np.int32, workers=workers)
-        denominator = lengths[:, None] + pool_lengths[None, :]
-        np.maximum(denominator, 1, out=denominator)
-        proxy = np.divide(lcs, denominator, dtype=np.float32)
-        top = proxy.max(axis=1)
-        rows, cols = np.nonzero((proxy >= (top * (1 - 1e-5))[:, None]) & (top[:, None] > 0))
-        exact = pair_f(lcs[rows, cols], lengths[rows], pool_lengths[cols])
-        order = np.lexsort((cols, -exact, rows))
-        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]] if len(order) else order
-        block_best = np.zeros(len(part), dtype=np.float64)
-        block_where = np.zeros(len(part), dtype=np.int64)
-        block_best[rows[first]] = exact[first]
-        block_where[rows[first]] = cols[first]
-        best[start : start + len(part)] = block_best
-        where[start : start + len(part)] = block_where
-    return best, where
