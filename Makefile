@@ -7,8 +7,9 @@ export CURATE_DATA_DIR ?= $(abspath ../shared/data)
 export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo test lint bench clean serve
+.PHONY: install demo test docs lint bench clean serve
 
 install: $(STAMP)
 
@@ -26,7 +27,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mkdocs build --strict
 	$(VENV)/bin/pytest
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -55,7 +55,7 @@ def python_shingles(text: str, n: int = 5) -> list[bytes]:
 def alpaca_texts() -> list[str]:
     import polars as pl
 
-    from curate.ingest import Ingest
+    from curate.io.ingest import Ingest
 
     return pl.concat([b[0] for b in Ingest(["alpaca"]).batches()])["text"].to_list()
 
@@ -121,7 +121,7 @@ def datasketch_pipeline() -> None:
     """The plain pipeline, run as a child process: prints its seconds."""
     from datasketch import MinHash, MinHashLSH
 
-    from curate import catalog
+    from curate.io import catalog
 
     start = time.perf_counter()
     with open(catalog.resolve(catalog.lookup("alpaca"))) as handle:
@@ -180,9 +180,9 @@ def stage_speed() -> dict:
 def planted_quality() -> dict:
     import polars as pl
 
-    from curate import catalog
     from curate.dedup.near import NearDedupParams, near_duplicates
     from curate.dedup.planted import planted_records, score
+    from curate.io import catalog
 
     frame = pl.read_parquet(catalog.resolve(catalog.lookup("planted-dedup-dev")))
     params = NearDedupParams()
@@ -213,7 +213,7 @@ def scale_child(docs: int) -> None:
     import polars as pl
 
     from curate.dedup.near import near_duplicates
-    from curate.schema import KIND_TEXT, conform
+    from curate.records.schema import KIND_TEXT, conform
 
     rng = np.random.default_rng(0)
     vocab = np.array([f"w{i}" for i in range(50_000)])

@@ -35,7 +35,7 @@ def log(message: str) -> None:
 def alpaca(n: int | None = None):
     import polars as pl
 
-    from curate.ingest import Ingest
+    from curate.io.ingest import Ingest
 
     frame = pl.concat([b[0] for b in Ingest(["alpaca"]).batches()])
     return frame.head(n) if n else frame
@@ -48,13 +48,13 @@ def child(which: str, out: str) -> None:
     if which == "plain":
         from sentence_transformers import SentenceTransformer
 
-        from curate.models import resolve_model
+        from curate.io.models import resolve_model
 
         model = SentenceTransformer(resolve_model(None))
         start = time.perf_counter()
         vectors = model.encode(texts)
     else:
-        from scorers.embedding import Embedder
+        from curate.embed.encoder import Embedder
 
         embedder = Embedder()
         _ = embedder.precision  # model load and the CPU precision check happen before the clock
@@ -122,7 +122,7 @@ def semdedup_speed() -> dict:
     import polars as pl
 
     from curate.dedup.near import near_duplicates
-    from scorers.embedding import Embedder, EmbeddingCache, embed_records
+    from curate.embed.encoder import Embedder, EmbeddingCache, embed_records
     from scorers.semdedup import semantic_duplicates
 
     records = alpaca()

@@ -36,11 +36,11 @@ def plain(out: str) -> None:
     """The flow's stages as plain library calls (the baseline); prints its stage times."""
     from curate.dedup.exact import exact_duplicates
     from curate.dedup.near import near_duplicates
-    from curate.filtering import run_filter
-    from curate.ingest import IngestOptions
-    from curate.pipeline import RunWriter
-    from curate.recipe import load_recipe
-    from curate.registry import get
+    from curate.io.ingest import IngestOptions
+    from curate.recipes.recipe import load_recipe
+    from curate.run.pipeline import RunWriter
+    from curate.stages.filter import run_filter
+    from curate.stages.registry import get
     from dataset_cards.card import write_card
     from flows.curate_alpaca import DEFAULT_RECIPE
     from flows.report import StageClock

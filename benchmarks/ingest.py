@@ -26,8 +26,8 @@ ROUNDS = 5
 
 def ours(out: Path) -> int:
     from curate.dedup.exact import exact_duplicates
-    from curate.ingest import IngestOptions
-    from curate.pipeline import RunWriter
+    from curate.io.ingest import IngestOptions
+    from curate.run.pipeline import RunWriter
 
     writer = RunWriter(out, "dedup", {"bench": True})
     records = writer.open_input(["alpaca"], IngestOptions(), progress=False)
@@ -45,7 +45,7 @@ def baseline(out: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curate import catalog
+    from curate.io import catalog
 
     path = catalog.resolve(catalog.lookup("alpaca"))
     with open(path) as handle:
@@ -99,7 +99,7 @@ def child(which: str) -> None:
 
     if which == "ours":
         import curate.dedup.exact
-        import curate.pipeline  # noqa: F401
+        import curate.run.pipeline  # noqa: F401
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         kept = (ours if which == "ours" else baseline)(Path(tmp) / "run")

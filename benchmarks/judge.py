@@ -26,9 +26,9 @@ def judge_seconds_per_record(
     """Seconds of wall time per judged record (fresh cache), with the token counts."""
     import polars as pl
 
-    from curate.chat import ChatClient, ChatSettings
-    from curate.ingest import Ingest
-    from curate.lm_server import ServerProcess
+    from curate.io.ingest import Ingest
+    from curate.llm.chat import ChatClient, ChatSettings
+    from curate.llm.server import ServerProcess
     from scorers.judge import JudgeSampling, judge_records, load_prompt
 
     frame = pl.concat([b[0] for b in Ingest(["alpaca"]).batches()]).head(records)

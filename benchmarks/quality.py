@@ -45,8 +45,8 @@ def main() -> None:
     import numpy as np
     import polars as pl
 
-    from curate.ingest import Ingest, IngestOptions
-    from scorers.embedding import Embedder, EmbeddingCache
+    from curate.embed.encoder import Embedder, EmbeddingCache
+    from curate.io.ingest import Ingest, IngestOptions
     from scorers.probe import DEFAULT_PROBE, QualityProbe, features, labelled_records, pair_vectors, train
 
     labels = Path(os.environ["CURATE_DATA_DIR"]) / "alpagasus" / "claude_judge_sample.jsonl"

@@ -2,7 +2,7 @@
 
 Prints progress on stderr, then one JSON object as its last stdout line:
 
-* ``rouge_speedup_vs_rouge_score``: pairs per second of :mod:`curate.rouge` (tokenizing and
+* ``rouge_speedup_vs_rouge_score``: pairs per second of :mod:`curate.synth.rouge` (tokenizing and
   encoding included) over ``rouge_score`` on the same pairs of real Alpaca instructions, the
   baseline being Stanford Alpaca's own loop (tokens prepared once, ``rouge_scorer._score_lcs`` per
   pair); ``rouge_score_full_api_pairs_per_s`` is ``RougeScorer.score`` (tokenizing every call).
@@ -45,7 +45,7 @@ def rouge_part(instructions: list[str], side: int) -> dict:
     from rouge_score import rouge_scorer
     from rouge_score.tokenize import tokenize
 
-    from curate.rouge import TokenCodes, nearest, rouge_l_matrix
+    from curate.synth.rouge import TokenCodes, nearest, rouge_l_matrix
 
     rng = random.Random(0)
     targets, pool = rng.sample(instructions, side), rng.sample(instructions, side)
@@ -68,7 +68,7 @@ def rouge_part(instructions: list[str], side: int) -> dict:
         codes = TokenCodes()
         ours = rouge_l_matrix(codes.encode_texts(targets), codes.encode_texts(pool))
         best = min(best, time.perf_counter() - started)
-    log(f"curate.rouge: {pairs:,} pairs in {best:.4f} s")
+    log(f"curate.synth.rouge: {pairs:,} pairs in {best:.4f} s")
     identical = bool(np.array_equal(ours, baseline) and np.array_equal(ours[: len(sub)], full))
 
     # Alpaca instructions with their words shuffled: real lengths and vocabulary, no exact self-match.
@@ -92,7 +92,7 @@ def rouge_part(instructions: list[str], side: int) -> dict:
 
 
 def generation_part(requests: int, rounds: int, device: str | None) -> dict:
-    from curate.self_instruct import LocalGenerator, SelfInstructConfig, grow, sampling_for
+    from curate.synth.self_instruct import LocalGenerator, SelfInstructConfig, grow, sampling_for
 
     sampling = sampling_for("local")
     config = SelfInstructConfig(

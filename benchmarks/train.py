@@ -40,7 +40,7 @@ def baseline_worker(run: str, examples: int, max_len: int, batch_size: int, devi
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from curate.trainer import TrainConfig, build_model, labels_for, load_examples
+    from curate.training.trainer import TrainConfig, build_model, labels_for, load_examples
 
     config = TrainConfig(limit=examples, max_len=max_len, batch_size=batch_size, grad_accum=1, eval_n=1)
     model, lm = build_model(config, device)
@@ -96,7 +96,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    from curate.ablate import ci_source
+    from curate.training.ablate import ci_source
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as scratch:

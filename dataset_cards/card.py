@@ -15,9 +15,9 @@ import numpy as np
 import polars as pl
 import yaml
 
-from curate import catalog
-from curate.atomic import write_bytes
-from curate.run import RunDir
+from curate.io import catalog
+from curate.io.atomic import write_bytes
+from curate.run.directory import RunDir
 from dataset_cards import figures
 
 CITATIONS = {
@@ -220,8 +220,8 @@ def _body(
     licence_warning: str | None,
     kinds: list[str],
 ) -> str:
-    from curate.funnel import funnel_table
-    from curate.schema import RECORD_SCHEMA
+    from curate.records.schema import RECORD_SCHEMA
+    from curate.run.funnel import funnel_table
 
     stages = manifest["stages"]
     totals = manifest["records"]
@@ -487,7 +487,7 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
 
 def _ablation_section(run: RunDir) -> list[str]:
     """Fixed-model ablations that trained on this set: ``RUN/ablations/*.json`` (written by ``curate ablate``)."""
-    from curate.ablate import markdown
+    from dataset_cards.ablation import results_markdown
 
     found = sorted((run.root / "ablations").glob("*.json"))
     out = ["## Ablation results", ""]
@@ -495,7 +495,7 @@ def _ablation_section(run: RunDir) -> list[str]:
         return [*out, "No fixed-model ablation has been run on this set yet.", ""]
     for path in found:
         result = json.loads(path.read_text())
-        table = markdown(result).split("\n", 2)[2]
+        table = results_markdown(result).split("\n", 2)[2]
         out += [
             f"### Ablation `{result['ablation']}` (this set is arm `{result['arm']}`)",
             "",

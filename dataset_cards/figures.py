@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from curate.atomic import atomic_path
+from curate.io.atomic import atomic_path
 
 _PNG_METADATA = {"Software": None}
 

@@ -15,9 +15,9 @@ import unicodedata
 import polars as pl
 from pydantic import Field
 
-from curate.filtering import DETAIL, REJECT, Filter, FilterParams, first_failing
-from curate.registry import register
-from curate.schema import ID, INSTRUCTION, KIND, KIND_INSTRUCTION, OUTPUT
+from curate.records.schema import ID, INSTRUCTION, KIND, KIND_INSTRUCTION, OUTPUT
+from curate.stages.filter import DETAIL, REJECT, Filter, FilterParams, first_failing
+from curate.stages.registry import register
 
 SELF_INSTRUCT_BLACKLIST = [
     "image",

@@ -22,10 +22,10 @@ from langdetect.detector_factory import init_factory
 from langdetect.lang_detect_exception import LangDetectException
 from pydantic import Field
 
-from curate.filtering import DETAIL, REJECT, Filter, FilterParams, first_failing
-from curate.parallel import map_distinct
-from curate.registry import register
-from curate.schema import ID
+from curate.records.schema import ID
+from curate.run.parallel import map_distinct
+from curate.stages.filter import DETAIL, REJECT, Filter, FilterParams, first_failing
+from curate.stages.registry import register
 
 DetectorFactory.seed = 0
 

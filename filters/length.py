@@ -7,9 +7,9 @@ from typing import Literal
 
 import polars as pl
 
-from curate.filtering import Filter, FilterParams, first_failing
-from curate.registry import register
-from curate.schema import ID
+from curate.records.schema import ID
+from curate.stages.filter import Filter, FilterParams, first_failing
+from curate.stages.registry import register
 
 Field = Literal["instruction", "input", "output", "text"]
 
@@ -38,7 +38,7 @@ class LengthParams(FilterParams):
 def _tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    from curate.models import offline_hint, resolve_model
+    from curate.io.models import offline_hint, resolve_model
 
     path = resolve_model(name)
     try:

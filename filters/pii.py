@@ -20,9 +20,9 @@ from typing import Any
 
 import polars as pl
 
-from curate.filtering import DETAIL, REJECT, Filter, FilterParams
-from curate.registry import register
-from curate.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
+from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
+from curate.stages.filter import DETAIL, REJECT, Filter, FilterParams
+from curate.stages.registry import register
 
 EMAIL_TOKEN, PHONE_TOKEN, IP_TOKEN = "<EMAIL>", "<PHONE>", "<IP_ADDRESS>"
 

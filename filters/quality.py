@@ -37,10 +37,10 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
-from curate.filtering import DETAIL, REJECT, Filter, FilterParams, first_failing
-from curate.parallel import map_distinct
-from curate.registry import register
-from curate.schema import ID
+from curate.records.schema import ID
+from curate.run.parallel import map_distinct
+from curate.stages.filter import DETAIL, REJECT, Filter, FilterParams, first_failing
+from curate.stages.registry import register
 
 FieldName = Literal["instruction", "input", "output", "text"]
 

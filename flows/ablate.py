@@ -1,7 +1,7 @@
 """The ``ablate`` flow: materialize the arms, train every arm with every seed (one task each),
 then write the results and the dataset cards' sections.
 
-Only wiring; the logic lives in :mod:`curate.ablate` and :mod:`curate.trainer`. Reruns reuse
+Only wiring; the logic lives in :mod:`curate.training.ablate` and :mod:`curate.training.trainer`. Reruns reuse
 finished trainings and resume killed ones from their checkpoints.
 """
 
@@ -14,7 +14,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from curate.ablate import AblationSpec, load_spec, markdown, prepare_arms, preset, train_arm, with_seeds, write_results
+from curate.training.ablate import AblationSpec, load_spec, prepare_arms, preset, train_arm, with_seeds, write_results
+from dataset_cards.ablation import results_markdown
 
 
 @task(cache_policy=NONE)
@@ -60,7 +61,7 @@ def ablate(
         for seed in loaded.seeds
     ]
     summary = results_task(loaded, target, arms, entries)
-    table = markdown(summary, loaded.train.get("model"))
+    table = results_markdown(summary, loaded.train.get("model"))
     create_markdown_artifact(key=f"ablation-{loaded.name}", markdown=table, description="per-arm mean and 95% CI")
     logger.info("results in %s:\n%s", target, table)
     return summary

@@ -20,10 +20,10 @@ from prefect.cache_policies import NONE
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams, add_to_index, near_duplicates
-from curate.ingest import IngestOptions
-from curate.normalize import TextNormalization
-from curate.pipeline import ExportOptions, RunWriter, UpToDate
-from curate.recipe import load_recipe
+from curate.io.ingest import IngestOptions
+from curate.recipes.recipe import load_recipe
+from curate.records.normalize import TextNormalization
+from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
 from flows.report import StageClock, close_run, print_result
 from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
@@ -67,7 +67,7 @@ def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], n
 
 
 def _embedder(spec):
-    from scorers.embedding import Embedder, EmbeddingCache, EmbedSettings
+    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
 
     embedder = Embedder(EmbedSettings(model=spec.embedder))
     return embedder, EmbeddingCache(EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
@@ -110,7 +110,7 @@ def _selection_inputs(writer: RunWriter, records, spec, score_spec, labels: str 
 
 @task(cache_policy=NONE, persist_result=False)
 def side_selection(writer: RunWriter, records, spec, score_spec, labels: str | None) -> str:
-    from curate.select import select
+    from curate.selection.strategies import select
     from dataset_cards.card import write_card
 
     out = writer.run.root / "selections" / spec.name
@@ -126,7 +126,7 @@ def side_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
 
 @task(cache_policy=NONE, persist_result=False)
 def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | None):
-    from curate.select import select
+    from curate.selection.strategies import select
 
     scores, vectors, judged = _selection_inputs(writer, records, spec, score_spec, labels)
     return writer.add(select(records, spec.params(), scores=scores, vectors=vectors, labels=judged))

@@ -17,10 +17,10 @@ from prefect import flow
 from curate.dedup.exact import ExactDedupParams
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams
-from curate.ingest import IngestOptions
-from curate.normalize import TextNormalization
-from curate.pipeline import ExportOptions, RunWriter, UpToDate
-from curate.recipe import load_recipe
+from curate.io.ingest import IngestOptions
+from curate.recipes.recipe import load_recipe
+from curate.records.normalize import TextNormalization
+from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
 from flows.curate_alpaca import card, clean, export
 from flows.report import StageClock, close_run, print_result
 

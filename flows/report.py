@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
-from curate.funnel import funnel_rows, funnel_table
+from curate.run.funnel import funnel_rows, funnel_table
 
 
 class StageClock:
@@ -64,7 +64,7 @@ def close_run(
     """
     from prefect import get_run_logger
 
-    from curate.run import RunDir
+    from curate.run.directory import RunDir
 
     if manifest is None:
         get_run_logger().info("%s is up to date; nothing to do", out)
@@ -83,8 +83,8 @@ def print_result(result: dict[str, Any]) -> None:
     """
     import json
 
-    from curate.funnel import summary
-    from curate.run import RunDir
+    from curate.run.directory import RunDir
+    from curate.run.funnel import summary
 
     out = result["run"]
     print(summary(RunDir(out).manifest(), out))

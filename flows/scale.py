@@ -18,7 +18,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from curate.errors import CurateError
-from curate.stage import StageResult, concat_results
+from curate.stages.result import StageResult, concat_results
 
 
 def task_runner(dask: str | None, threads: int = 2) -> TaskRunner:
@@ -58,8 +58,8 @@ def shards(records: Any, rows: int) -> list[Any]:
 @task(cache_policy=NONE, persist_result=False)
 def filter_shard(records: Any, use: str, params: dict[str, Any], name: str) -> StageResult:
     """One filter over one shard (imports here so Dask workers load the filter registry)."""
-    from curate.filtering import run_filter
-    from curate.registry import get
+    from curate.stages.filter import run_filter
+    from curate.stages.registry import get
 
     return run_filter(records, get("filter", use)(**params), name)
 
@@ -68,7 +68,7 @@ def filter_shard(records: Any, use: str, params: dict[str, Any], name: str) -> S
 def sign_shard(records: Any, params: Any) -> tuple[Any, Any]:
     """MinHash shingles and signatures of one shard's texts (the per-shard half of near dedup)."""
     from curate.dedup.near import sign_texts
-    from curate.schema import TEXT
+    from curate.records.schema import TEXT
 
     return sign_texts(records[TEXT], params)
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from prefect import flow
 
-from curate.funnel import summary
-from curate.ingest import IngestOptions
-from curate.pipeline import RunWriter, UpToDate
-from curate.recipe import ScoreSpec, SelectSpec
-from curate.run import RunDir
+from curate.io.ingest import IngestOptions
+from curate.recipes.recipe import ScoreSpec, SelectSpec
+from curate.run.directory import RunDir
+from curate.run.funnel import summary
+from curate.run.pipeline import RunWriter, UpToDate
 from flows.curate_alpaca import card, export, ingest, main_selection, quality
 from flows.report import StageClock, close_run
 

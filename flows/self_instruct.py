@@ -2,7 +2,7 @@
 OpenAI-compatible endpoint, into a run directory.
 
 Only wiring: the round loop, its checkpoints and reply cache live in
-:mod:`curate.self_instruct`, so a flow run killed mid-way resumes at its last finished round
+:mod:`curate.synth.self_instruct`, so a flow run killed mid-way resumes at its last finished round
 when run again with the same parameters. The API key is never a parameter: ``api_key_env``
 names the environment variable of the worker that holds it.
 """
@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from curate.funnel import funnel_table, summary
-from curate.pipeline import UpToDate
-from curate.run import RunDir
-from curate.self_instruct import SelfInstructConfig, grow, sampling_for, summary_lines
+from curate.run.directory import RunDir
+from curate.run.funnel import funnel_table, summary
+from curate.run.pipeline import UpToDate
+from curate.synth.self_instruct import SelfInstructConfig, grow, sampling_for, summary_lines
 
 
 @task(cache_policy=NONE)
@@ -33,18 +33,18 @@ def generate(
     embedding: bool,
 ) -> dict[str, Any] | None:
     if backend == "openai":
-        from curate.chat import ChatClient, ChatSettings
-        from curate.self_instruct import OpenAIGenerator
+        from curate.llm.chat import ChatClient, ChatSettings
+        from curate.synth.self_instruct import OpenAIGenerator
 
         api = endpoint.pop("api", "chat")
         generator = OpenAIGenerator(ChatClient(ChatSettings(model=model, **endpoint)), api=api)
     else:
-        from curate.self_instruct import LocalGenerator
+        from curate.synth.self_instruct import LocalGenerator
 
         generator = LocalGenerator(model, cache_dir=endpoint.get("cache_dir"))
     novelty = None
     if embedding:
-        from curate.self_instruct import NoveltyEmbedder
+        from curate.synth.self_instruct import NoveltyEmbedder
 
         novelty = NoveltyEmbedder()
     try:

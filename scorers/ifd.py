@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
-from curate.progress import Progress
-from curate.schema import ID, INPUT, INSTRUCTION, OUTPUT
-from curate.stage import StageResult
+from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT
+from curate.run.progress import Progress
+from curate.stages.result import StageResult
 
 STAGE = "ifd"
 ALPACA_PROMPT = (
@@ -123,8 +123,8 @@ def ifd_scores(records: pl.DataFrame, lm: Any, params: IfdParams, progress: bool
 
 def ifd_stage(records: pl.DataFrame, params: IfdParams, progress: bool = False) -> StageResult:
     """The ``ifd`` stage: keeps every record and annotates ``ifd`` (a signal for selection, not a filter)."""
-    from curate.lm import load_lm
-    from curate.schema import empty_rejects
+    from curate.llm.lm import load_lm
+    from curate.records.schema import empty_rejects
 
     if INSTRUCTION not in records.columns:
         raise CurateError("IFD needs instruction records (instruction, input, output)")

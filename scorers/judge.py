@@ -19,11 +19,11 @@ from typing import Any
 
 import polars as pl
 
-from curate.chat import ChatClient, ChatReply, ChatRequest
 from curate.errors import CurateError
-from curate.progress import Progress
-from curate.schema import INPUT, INSTRUCTION, OUTPUT, empty_rejects
-from curate.stage import StageResult
+from curate.llm.chat import ChatClient, ChatReply, ChatRequest
+from curate.records.schema import INPUT, INSTRUCTION, OUTPUT, empty_rejects
+from curate.run.progress import Progress
+from curate.stages.result import StageResult
 
 STAGE = "judge"
 SCORE = "judge_score"

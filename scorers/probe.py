@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.atomic import sha256_file, write_bytes
 from curate.errors import CurateError
-from curate.schema import ID, INPUT, INSTRUCTION, OUTPUT, SOURCE_ID
+from curate.io.atomic import sha256_file, write_bytes
+from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT, SOURCE_ID
 
 DEFAULT_PROBE = Path(__file__).parent / "probes" / "alpagasus-claude-minilm.json"
 SCORE = "quality_probe"
@@ -80,7 +80,7 @@ def prompt_response(records: pl.DataFrame) -> pl.DataFrame:
 
 def pair_vectors(records: pl.DataFrame, embedder: Any, cache: Any = None, progress: bool = False):
     """Prompt and response embeddings (record order), from and into the cache."""
-    from scorers.embedding import embed_records
+    from curate.embed.encoder import embed_records
 
     pairs = prompt_response(records)
     prompt, _ = embed_records(pairs, embedder, "prompt", cache, progress)
@@ -206,8 +206,8 @@ def probe_stage(
     Columns: ``quality_probe`` (the probe's probability that the judge rates the record >= 4.5),
     ``coherence`` (prompt-response cosine), ``response_tokens`` (the embedder's tokenizer, uncut).
     """
-    from curate.schema import empty_rejects
-    from curate.stage import StageResult
+    from curate.records.schema import empty_rejects
+    from curate.stages.result import StageResult
 
     if INSTRUCTION not in records.columns or (records.height and records[INSTRUCTION].null_count() == records.height):
         raise CurateError("the quality probe scores instruction records (instruction, input, output)")
@@ -233,7 +233,7 @@ def probe_stage(
 
 def judge_labels(spec: str) -> pl.DataFrame:
     """Judge labels (see :func:`read_labels`) from a registry name (e.g. ``alpagasus-claude-sample``) or a path."""
-    from curate import catalog
+    from curate.io import catalog
 
     path = Path(spec)
     if not path.exists():

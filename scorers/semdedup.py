@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from curate.schema import ID, SOURCE_ID, duplicate_rejects
-from curate.stage import StageResult
-from scorers.vectors import kmeans
+from curate.embed.index import kmeans
+from curate.records.schema import ID, SOURCE_ID, duplicate_rejects
+from curate.stages.result import StageResult
 
 STAGE = "semdedup"
 REASON = "semantic_duplicate"

@@ -44,7 +44,7 @@ def text_records(texts: list[str | None]):
     """Text records ``r0, r1, ...`` in the record schema (null texts allowed)."""
     import polars as pl
 
-    from curate.schema import KIND_TEXT, conform
+    from curate.records.schema import KIND_TEXT, conform
 
     frame = pl.DataFrame(
         {"id": [f"r{i}" for i in range(len(texts))], "kind": [KIND_TEXT] * len(texts), "text": texts},
@@ -57,7 +57,7 @@ def ingested(source: str):
     """The kept records of ingesting one source (a registry name or a path)."""
     import polars as pl
 
-    from curate.ingest import Ingest
+    from curate.io.ingest import Ingest
 
     return pl.concat([batch for batch, _ in Ingest([source]).batches()])
 
@@ -65,7 +65,7 @@ def ingested(source: str):
 @pytest.fixture(scope="session")
 def lm_server():
     """One real ``curate serve-lm`` (SmolLM2-135M-Instruct) on a free port of 127.0.0.1 for the session."""
-    from curate.lm_server import ServerProcess
+    from curate.llm.server import ServerProcess
 
     with ServerProcess() as server:
         yield server

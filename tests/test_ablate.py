@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 
 
 def test_ablation_end_to_end(tmp_path: Path) -> None:
-    from curate.ablate import ci_source
+    from curate.training.ablate import ci_source
 
     source = ci_source(tmp_path / "data", progress=False)
     spec = tmp_path / "ablation.yaml"

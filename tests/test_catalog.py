@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from curate import catalog
+from curate.io import catalog
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_git_blob_checksum(tmp_path: Path) -> None:
 def test_ingest_refuses_a_tampered_registry_file(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from curate.ingest import Ingest
+    from curate.io.ingest import Ingest
 
     tampered = (data_dir / "alpaca_seed_tasks.jsonl").read_text().replace("breakfast", "lunch", 1)
     (tmp_path / "alpaca_seed_tasks.jsonl").write_text(tampered)

@@ -10,11 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings, embed_records
+from curate.embed.index import VectorIndex, choose_kind, kmeans
 from curate.errors import CurateError
-from curate.schema import KIND_TEXT, conform
-from scorers.embedding import Embedder, EmbeddingCache, EmbedSettings, embed_records, embed_stage
+from curate.records.schema import KIND_TEXT, conform
+from scorers.embedding import embed_stage
 from scorers.semdedup import SemDedupParams, semantic_duplicates
-from scorers.vectors import VectorIndex, choose_kind, kmeans
 from tests.conftest import run_cli
 
 
@@ -46,7 +47,7 @@ def test_matches_plain_sentence_transformers(embedder: Embedder, seed_texts: lis
 
 
 def test_bad_input_is_counted_not_fatal(embedder: Embedder) -> None:
-    from scorers.embedding import EncodeStats
+    from curate.embed.encoder import EncodeStats
 
     stats = EncodeStats()
     texts = ["", "   ", "word " * 2000, "漢字とひらがなのテキスト", "🙂🙂🙂", "same", "same"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
-from curate.ingest import Ingest, IngestOptions
-from curate.normalize import TextNormalization
-from curate.schema import conform, empty_records
+from curate.io.ingest import Ingest, IngestOptions
+from curate.records.normalize import TextNormalization
+from curate.records.schema import conform, empty_records
 from tests.conftest import text_records
 
 

@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.filtering import run_filter
-from curate.registry import available, get
-from curate.schema import conform
+from curate.records.schema import conform
+from curate.stages.filter import run_filter
+from curate.stages.registry import available, get
 from filters.hygiene import SELF_INSTRUCT_BLACKLIST, Hygiene
 from tests.conftest import ingested
 

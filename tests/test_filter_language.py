@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.filtering import run_filter
-from curate.registry import available, get
+from curate.stages.filter import run_filter
+from curate.stages.registry import available, get
 from filters.language import Language, detect_languages
 from tests.conftest import ingested, text_records
 

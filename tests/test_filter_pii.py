@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.filtering import run_filter
-from curate.registry import available, get
-from curate.schema import KIND_INSTRUCTION, KIND_TEXT, MESSAGE_DTYPE, conform
+from curate.records.schema import KIND_INSTRUCTION, KIND_TEXT, MESSAGE_DTYPE, conform
+from curate.stages.filter import run_filter
+from curate.stages.registry import available, get
 from filters.pii import Pii, redact
 from tests.conftest import ingested
 

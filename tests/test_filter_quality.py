@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.filtering import run_filter
-from curate.registry import available, get
+from curate.stages.filter import run_filter
+from curate.stages.registry import available, get
 from filters import quality
 from filters.quality import C4_MEASURES, GOPHER_MEASURES, C4Quality, GopherQuality
 from tests.conftest import ingested, text_records

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
-from curate.ids import content_id
-from curate.ingest import Ingest, IngestOptions
+from curate.io.ingest import Ingest, IngestOptions
+from curate.records.ids import content_id
 
 
 def records_of(*sources: str | Path, **options: object) -> pl.DataFrame:

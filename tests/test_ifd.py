@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.lm import load_lm
-from curate.schema import conform
+from curate.llm.lm import load_lm
+from curate.records.schema import conform
 from scorers.ifd import IfdParams, ifd_scores
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.chat import ChatClient, ChatRequest, ChatSettings, EndpointError
 from curate.errors import CurateError
-from curate.lm_server import free_port
-from curate.run import RunDir
+from curate.llm.chat import ChatClient, ChatRequest, ChatSettings, EndpointError
+from curate.llm.server import free_port
+from curate.run.directory import RunDir
 from scorers.judge import load_prompt, parse_score
 from tests.conftest import run_cli
 

@@ -23,7 +23,7 @@ from curate.dedup.lsh import optimal_params
 from curate.dedup.minhash import ShingleHash, ShingleParams, permutations, shingle, signatures
 from curate.dedup.near import NearDedupParams, near_duplicates
 from curate.dedup.planted import planted_records, score
-from curate.schema import KIND_TEXT, conform
+from curate.records.schema import KIND_TEXT, conform
 from tests.conftest import run_cli
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.schema import conform
+from curate.records.schema import conform
 from scorers.probe import DEFAULT_PROBE, QualityProbe, labelled_records
 from tests.conftest import run_cli
 

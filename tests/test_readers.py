@@ -11,7 +11,7 @@ import pytest
 import zstandard
 
 from curate.errors import InputError
-from curate.ingest import Ingest, IngestOptions
+from curate.io.ingest import Ingest, IngestOptions
 
 ALPACA_ROWS = [
     {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well."},

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curate.run import AccountingError, RunDir, check_accounting
+from curate.run.directory import AccountingError, RunDir, check_accounting
 from tests.conftest import ROOT, run_cli
 
 

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from curate.errors import CurateError
-from curate.schema import conform
-from curate.select import SelectParams, quotas, seeded_order, select
+from curate.records.schema import conform
+from curate.selection.strategies import SelectParams, quotas, seeded_order, select
 from tests.conftest import run_cli
 
 

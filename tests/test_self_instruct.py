@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curate.rouge import TokenCodes, nearest, rouge_l_matrix
-from curate.run import RunDir
-from curate.self_instruct import (
+from curate.run.directory import RunDir
+from curate.synth.rouge import TokenCodes, nearest, rouge_l_matrix
+from curate.synth.self_instruct import (
     Generation,
     SelfInstructConfig,
     encode_prompt,
@@ -235,7 +235,7 @@ def test_prompt_is_alpaca_style() -> None:
 
 
 def test_embedding_novelty_rejects_paraphrase(tmp_path: Path) -> None:
-    from curate.self_instruct import NoveltyEmbedder
+    from curate.synth.self_instruct import NoveltyEmbedder
 
     class Paraphrases(ScriptedGenerator):
         def generate(self, prompts, seeds, config):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from curate.stats import mean_ci, paired_difference
+from curate.training.stats import mean_ci, paired_difference
 
 T_975_2 = 4.302652729911275  # Student t, 97.5th percentile, 2 degrees of freedom
 
@@ -41,7 +41,7 @@ def test_paired_difference_uses_common_seeds() -> None:
 
 
 def test_pairwise_outcomes_with_position_swap() -> None:
-    from curate.pairwise import combine, pairwise, parse_verdict
+    from curate.training.pairwise import combine, pairwise, parse_verdict
 
     assert [parse_verdict(r) for r in ("Answer 1", "answer 2.", "Tie", "I cannot say", None)] == [1, 2, 0, None, None]
     assert combine(1, 2) == "win" and combine(2, 1) == "loss" and combine(1, 1) == "tie" and combine(1, 0) == "win"

@@ -19,7 +19,7 @@ TINY += ["--limit", "8", "--save-every", "1", "--quiet"]
 
 @pytest.fixture(scope="module")
 def alpaca_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from curate.ablate import ci_source
+    from curate.training.ablate import ci_source
 
     return ci_source(tmp_path_factory.mktemp("data"), progress=False)
 
@@ -28,7 +28,7 @@ def alpaca_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from curate.lm import resolve_lm
+    from curate.llm.lm import resolve_lm
 
     return AutoTokenizer.from_pretrained(resolve_lm(None))
 
@@ -36,8 +36,8 @@ def tokenizer():
 def test_loss_counts_response_tokens_only(tokenizer) -> None:
     import torch
 
-    from curate.lm import load_lm
-    from curate.trainer import IGNORE, collate, encode, labels_for, prompt_and_response, response_loss_sum
+    from curate.llm.lm import load_lm
+    from curate.training.trainer import IGNORE, collate, encode, labels_for, prompt_and_response, response_loss_sum
 
     with_input = {"kind": "instruction", "instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}
     without = {"kind": "instruction", "instruction": "Name a colour.", "input": "", "output": "Blue is a colour."}
@@ -69,14 +69,14 @@ def test_loss_counts_response_tokens_only(tokenizer) -> None:
 
 
 def test_long_prompts_keep_room_for_the_response(tokenizer) -> None:
-    from curate.trainer import encode
+    from curate.training.trainer import encode
 
     example = encode("word " * 500, "the answer " * 10, tokenizer, 64)
     assert example.length <= 64 and example.length - example.prompt_len >= 20
 
 
 def test_batches_grouped_by_length_and_seeded() -> None:
-    from curate.trainer import TrainConfig, batch_plan
+    from curate.training.trainer import TrainConfig, batch_plan
 
     lengths = [(i * 37) % 200 + 5 for i in range(256)]
     grouped = TrainConfig(batch_size=8, seed=3)

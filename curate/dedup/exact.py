@@ -14,9 +14,9 @@ from typing import Any
 
 import polars as pl
 
-from curate.normalize import TextNormalization
-from curate.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT, rejects_from
-from curate.stage import StageResult
+from curate.records.normalize import TextNormalization
+from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT, rejects_from
+from curate.stages.result import StageResult
 
 STAGE = "exact_dedup"
 REASON = "exact_duplicate"

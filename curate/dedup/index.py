@@ -23,10 +23,10 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import polars as pl
 
-from curate.atomic import write_json
 from curate.dedup.lsh import band_keys
 from curate.errors import CurateError
-from curate.shards import frame_vectors, vectors_frame, write_parquet
+from curate.io.atomic import write_json
+from curate.io.shards import frame_vectors, vectors_frame, write_parquet
 
 FORMAT = "curate-minhash-index/1"
 

@@ -43,8 +43,8 @@ from curate.dedup.minhash import (
     tokenize,
 )
 from curate.errors import CurateError
-from curate.schema import ID, SOURCE_ID, TEXT, duplicate_rejects
-from curate.stage import StageResult
+from curate.records.schema import ID, SOURCE_ID, TEXT, duplicate_rejects
+from curate.stages.result import StageResult
 
 STAGE = "near_dup"
 REASON = "near_duplicate"

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from curate.dedup.lsh import collision_probability
-from curate.schema import KIND_TEXT, conform
+from curate.records.schema import KIND_TEXT, conform
 
 BUCKETS = [0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0001]
 

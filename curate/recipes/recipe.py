@@ -1,0 +1,147 @@
+"""YAML recipes: what to run, with every parameter typed and unknown keys refused by path.
+
+A recipe is the file form of the command-line flags::
+
+    dedup:
+      exact: {unicode: NFKC, casefold: true, collapse_whitespace: true}
+      near: {threshold: 0.8, ngram: 5, num_perm: 128, mode: word, keep: first}
+    filters:
+      - use: language
+        params: {keep: [en]}
+      - use: length
+        params: {min_words: {output: 1}}
+
+Values given on the command line win over the recipe; the recipe wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from curate.dedup.exact import ExactDedupParams
+from curate.dedup.minhash import ShingleParams
+from curate.dedup.near import NearDedupParams
+from curate.errors import CurateError
+from curate.records.normalize import TextNormalization
+from curate.selection.strategies import SelectParams
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_EXACT = TextNormalization()
+_NEAR = NearDedupParams()
+
+
+class ExactSpec(_Strict):
+    """Exact dedup settings; defaults are :class:`curate.records.normalize.TextNormalization`'s."""
+
+    unicode: str = _EXACT.unicode
+    casefold: bool = _EXACT.casefold
+    collapse_whitespace: bool = _EXACT.collapse_whitespace
+
+    def params(self) -> ExactDedupParams:
+        return ExactDedupParams(TextNormalization(self.unicode, self.casefold, self.collapse_whitespace))
+
+
+class NearSpec(_Strict):
+    """Near dedup settings; defaults are :class:`curate.dedup.near.NearDedupParams`'s."""
+
+    threshold: float = _NEAR.threshold
+    num_perm: int = _NEAR.num_perm
+    seed: int = _NEAR.seed
+    bands: int | None = _NEAR.bands
+    rows: int | None = _NEAR.rows
+    fp_weight: float = _NEAR.fp_weight
+    fn_weight: float = _NEAR.fn_weight
+    ngram: int = _NEAR.shingles.ngram
+    mode: Literal["word", "char"] = _NEAR.shingles.mode
+    max_shingles: int = _NEAR.shingles.max_shingles
+    verify: Literal["exact", "estimate"] = _NEAR.verify
+    keep: str = _NEAR.keep
+    max_partners: int = _NEAR.max_partners
+    giant_cluster: int = _NEAR.giant_cluster
+    index: str | None = None
+
+    def params(self, **overrides: Any) -> NearDedupParams:
+        """The stage parameters, with ``overrides`` (None values ignored) winning over the spec."""
+        values = {**self.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+        shingles = ShingleParams(values.pop("ngram"), values.pop("mode"), values.pop("max_shingles"))
+        values.pop("index")
+        return NearDedupParams(shingles=shingles, **values)
+
+
+class DedupSpec(_Strict):
+    exact: ExactSpec | None = None
+    near: NearSpec | None = None
+
+
+class FilterSpec(_Strict):
+    """One filter stage: a registry name, its parameters, and optionally a stage name."""
+
+    use: str
+    params: dict[str, Any] = {}
+    name: str | None = None
+
+
+class ScoreSpec(_Strict):
+    """Quality signals: the judge-distilled probe (with coherence and response tokens), optionally IFD."""
+
+    probe: str | None = None
+    embedder: str | None = None
+    ifd: bool = False
+    ifd_model: str | None = None
+
+
+class _Selection(_Strict):
+    name: str
+
+    def params(self) -> SelectParams:
+        return SelectParams(**self.model_dump(exclude={"name"}))
+
+
+def _fields_of(params: type) -> dict[str, Any]:
+    """Pydantic field definitions from a parameter dataclass, so the recipe form cannot drift from it."""
+    hints = typing.get_type_hints(params)
+    return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(params)}
+
+
+SelectSpec = create_model(
+    "SelectSpec",
+    __base__=_Selection,
+    __doc__="A selection (see :mod:`curate.selection`); ``name`` names its run directory for the side selections.",
+    **_fields_of(SelectParams),
+)
+
+
+class Recipe(_Strict):
+    name: str | None = None
+    dedup: DedupSpec | None = None
+    filters: list[FilterSpec] = []
+    score: ScoreSpec | None = None
+    select: SelectSpec | None = None
+    selections: list[SelectSpec] = []
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise CurateError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise CurateError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise CurateError(f"{path}: {problems}") from None

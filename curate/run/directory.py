@@ -1,0 +1,198 @@
+"""The run directory: the contract every stage writes to.
+
+::
+
+    RUN/manifest.json                      inputs, stages with params and counts, outputs with sha256
+    RUN/data/train-00000-of-0000N.parquet  kept records (zstd, bounded shards, input order)
+    RUN/rejects/<stage>.parquet            rejected records with stage, reason, detail, location
+    RUN/annotations/<stage>.parquet        id plus the signals a stage computed
+
+The manifest is written last and atomically: it is the commit point. A run killed before
+that leaves only temp files, which the next open removes, and the rerun starts the command
+again from its inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import CurateError
+from curate.io.atomic import TMP_MARK, clean_partial, sha256_file, write_json
+from curate.io.shards import file_record, read_parquet_files
+
+MANIFEST = "manifest.json"
+FORMAT = "curate-run/1"
+_PACKAGES = (
+    "curate",
+    "polars",
+    "pyarrow",
+    "datasketch",
+    "langdetect",
+    "sentence-transformers",
+    "faiss-cpu",
+    "faiss-gpu",
+    "torch",
+    "prefect",
+)
+
+
+class AccountingError(CurateError):
+    """A stage's counts do not add up: records in != kept + rejected."""
+
+
+class RunDir:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def rejects_path(self, stage: str) -> Path:
+        return self.root / "rejects" / f"{stage}.parquet"
+
+    def annotations_path(self, stage: str) -> Path:
+        return self.root / "annotations" / f"{stage}.parquet"
+
+    @staticmethod
+    def is_run(path: Path | str) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    def prepare(self) -> None:
+        """Create the folder and clear what a killed run left, restoring data swapped out mid-way."""
+        if self.root.exists() and not self.root.is_dir():
+            raise CurateError(f"{self.root} exists and is not a directory")
+        self.root.mkdir(parents=True, exist_ok=True)
+        old = self.root / f"{TMP_MARK}old-data"
+        if old.exists() and not self.data_dir.exists():
+            old.rename(self.data_dir)
+        clean_partial(self.root)
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            raise CurateError(f"{self.root} is not a run directory (no {MANIFEST})")
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CurateError(f"{self.manifest_path}:{exc.lineno}: broken manifest: {exc.msg}") from None
+
+    def data_files(self) -> list[Path]:
+        files = [self.root / f["path"] for f in self.manifest()["outputs"]["data"]]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise CurateError(f"{self.root}: shards listed in the manifest are missing: {', '.join(missing)}")
+        return files
+
+    def records(self) -> pl.DataFrame:
+        from curate.records.schema import RECORD_SCHEMA, conform
+
+        return conform(read_parquet_files(self.data_files()), RECORD_SCHEMA)
+
+    def annotation_column(self, column: str) -> pl.DataFrame | None:
+        """``id`` and ``column`` from whichever annotation file of this run holds it."""
+        import pyarrow.parquet as pq
+
+        for path in sorted((self.root / "annotations").glob("*.parquet")):
+            if column in pq.read_schema(path).names:
+                return pl.read_parquet(path, columns=["id", column])
+        return None
+
+    def verify(self) -> list[str]:
+        """Problems with the run's files against the manifest (empty when all is well)."""
+        problems = []
+        outputs = self.manifest()["outputs"]
+        for group in ("data", "rejects", "annotations"):
+            for entry in outputs.get(group, []):
+                path = self.root / entry["path"]
+                if not path.exists():
+                    problems.append(f"{entry['path']}: missing")
+                elif sha256_file(path) != entry["sha256"]:
+                    problems.append(f"{entry['path']}: sha256 differs from the manifest")
+        return problems
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        check_accounting(manifest)
+        write_json(self.manifest_path, manifest)
+
+    def output_record(self, path: Path, rows: int | None = None) -> dict[str, object]:
+        return file_record(path, self.root, rows=rows)
+
+    def remove_stale(self, keep: set[str]) -> None:
+        """Drop reject/annotation files of stages no longer in the manifest."""
+        for group in ("rejects", "annotations"):
+            folder = self.root / group
+            if folder.exists():
+                for path in folder.glob("*.parquet"):
+                    if str(path.relative_to(self.root)) not in keep:
+                        path.unlink()
+
+    def copy_history_from(self, other: RunDir) -> dict[str, Any]:
+        """Start this run from another run's stages: copy its rejects and annotations."""
+        manifest = other.manifest()
+        for group in ("rejects", "annotations"):
+            for entry in manifest["outputs"].get(group, []):
+                target = self.root / entry["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(other.root / entry["path"], target)
+        return manifest
+
+
+def check_accounting(manifest: dict[str, Any]) -> None:
+    previous_kept = None
+    for stage in manifest["stages"]:
+        if stage["in"] != stage["kept"] + stage["rejected"]:
+            raise AccountingError(
+                f"stage {stage['name']}: {stage['in']} in != {stage['kept']} kept + {stage['rejected']} rejected"
+            )
+        if sum(stage["rejected_by_reason"].values()) != stage["rejected"]:
+            raise AccountingError(f"stage {stage['name']}: rejects by reason do not sum to {stage['rejected']}")
+        if previous_kept is not None and stage["in"] != previous_kept:
+            raise AccountingError(
+                f"stage {stage['name']} read {stage['in']} records but the stage before kept {previous_kept}"
+            )
+        previous_kept = stage["kept"]
+    data_rows = sum(f.get("rows", 0) for f in manifest["outputs"]["data"])
+    if previous_kept is not None and data_rows != previous_kept:
+        raise AccountingError(f"data shards hold {data_rows} records but the last stage kept {previous_kept}")
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the curate checkout that ran this (with ``-dirty`` for local edits)."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha
