@@ -2,7 +2,9 @@
 
 The card is built from the run's own records (manifest, shards, rejects, annotations) and
 nothing else, so every number in it can be traced to a file. Regenerating it from the same
-run gives the same bytes. Figures go to ``RUN/figures/``.
+run gives the same bytes. Figures go to ``RUN/figures/``; drawing them (matplotlib) costs
+seconds, more than a fast stage itself, so stage commands write the card without them and
+``curate card``, the API's ``card()`` and the end of a flow draw them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import yaml
 from curate.io import catalog
 from curate.io.atomic import write_bytes
 from curate.run.directory import RunDir
-from dataset_cards import figures
 
 CITATIONS = {
     "alpaca": "@misc{alpaca,\n  author = {Rohan Taori and Ishaan Gulrajani and Tianyi Zhang and Yann Dubois "
@@ -86,8 +87,11 @@ def _word_counts(texts: pl.Series) -> np.ndarray:
     return texts.fill_null("").str.count_matches(r"\S+").to_numpy().astype(float)
 
 
-def build(run: RunDir) -> tuple[str, dict[str, Any]]:
-    """The card's text and the facts it was made from."""
+FIGURE_FILES = ("funnel.png", "lengths.png", "clusters.png")
+
+
+def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
+    """The card's text and the facts it was made from; ``draw`` renders ``RUN/figures/`` too."""
     manifest = run.manifest()
     records = run.records()
     name = manifest.get("name") or run.root.name
@@ -106,17 +110,23 @@ def build(run: RunDir) -> tuple[str, dict[str, Any]]:
         languages = dict(sorted(kept_lang.value_counts().iter_rows(), key=lambda r: (-r[1], r[0])))
     language_codes = [code for code, n in languages.items() if code != "und" and n >= 0.01 * max(1, records.height)]
 
-    figures_dir = run.root / "figures"
-    figures.funnel(manifest["stages"], figures_dir / "funnel.png")
     field = "output" if "instruction" in kinds else "text"
-    before_parts = [records.select(field)] + [r.select(field) for s, r in rejects.items() if s != "ingest"]
-    before = pl.concat(before_parts)[field] if before_parts else pl.Series([], dtype=pl.String)
-    figures.histograms(
-        {"before curation": _word_counts(before), "kept": _word_counts(records[field])},
-        figures_dir / "lengths.png",
-        f"Length of `{field}` in words, before and after curation",
-        "words (log scale)",
-    )
+    if draw:
+        from dataset_cards import figures
+
+        figures_dir = run.root / "figures"
+        figures.funnel(manifest["stages"], figures_dir / "funnel.png")
+        before_parts = [records.select(field)] + [r.select(field) for s, r in rejects.items() if s != "ingest"]
+        before = pl.concat(before_parts)[field] if before_parts else pl.Series([], dtype=pl.String)
+        figures.histograms(
+            {"before curation": _word_counts(before), "kept": _word_counts(records[field])},
+            figures_dir / "lengths.png",
+            f"Length of `{field}` in words, before and after curation",
+            "words (log scale)",
+        )
+    else:
+        for name in FIGURE_FILES:  # figures of an earlier state of this run would not match its card
+            (run.root / "figures" / name).unlink(missing_ok=True)
     shown_figures = ["funnel.png", "lengths.png"]
 
     clusters = None
@@ -131,15 +141,16 @@ def build(run: RunDir) -> tuple[str, dict[str, Any]]:
                 if "near_dup" in rejects
                 else pl.DataFrame()
             )
-            buckets = sizes.with_columns(pl.col("size").clip(upper_bound=10)).group_by("size").len().sort("size")
-            labels = [f"{s}" if s < 10 else "10+" for s in buckets["size"].to_list()]
-            figures.bars(
-                labels,
-                buckets["len"].to_list(),
-                figures_dir / "clusters.png",
-                "Near-duplicate clusters by size",
-                "clusters",
-            )
+            if draw:
+                buckets = sizes.with_columns(pl.col("size").clip(upper_bound=10)).group_by("size").len().sort("size")
+                labels = [f"{s}" if s < 10 else "10+" for s in buckets["size"].to_list()]
+                figures.bars(
+                    labels,
+                    buckets["len"].to_list(),
+                    figures_dir / "clusters.png",
+                    "Near-duplicate clusters by size",
+                    "clusters",
+                )
             shown_figures.append("clusters.png")
             kept_text = records.filter(pl.col("id") == largest["cluster_id"])["text"]
             clusters = {
@@ -172,7 +183,7 @@ def build(run: RunDir) -> tuple[str, dict[str, Any]]:
         "datasets": datasets,
         "clusters": clusters,
         "pii": pii,
-        "figures": shown_figures,
+        "figures": shown_figures if draw else [],
         "bytes": num_bytes,
     }
     metadata = {
@@ -278,13 +289,13 @@ def _body(
             f"- **{stage['name']}** ({stage['in']:,} in, {stage['kept']:,} kept, {stage['rejected']:,} "
             f"rejected): `{params}`"
         )
-    out += ["", "### Funnel", "", funnel_table(manifest, markdown=True), "", "![funnel](figures/funnel.png)", ""]
-    out += [
-        "### Length distributions",
-        "",
-        "![lengths](figures/lengths.png)",
-        "",
-    ]
+    drawn = set(facts["figures"])
+    out += ["", "### Funnel", "", funnel_table(manifest, markdown=True), ""]
+    if drawn:
+        out += ["![funnel](figures/funnel.png)", "", "### Length distributions", ""]
+        out += ["![lengths](figures/lengths.png)", ""]
+    else:
+        out += ["Figures (funnel, lengths, clusters): `curate card RUN` draws them into `RUN/figures/`.", ""]
     out += _selection_section(manifest)
     if facts["clusters"]:
         c = facts["clusters"]
@@ -296,8 +307,7 @@ def _body(
             f"records); the largest has {c['largest_size']:,} records, represented by `{c['largest_id']}`: "
             f"“{text}”",
             "",
-            "![clusters](figures/clusters.png)",
-            "",
+            *(["![clusters](figures/clusters.png)", ""] if "clusters.png" in drawn else []),
         ]
     if facts["languages"]:
         out += [
@@ -506,10 +516,10 @@ def _ablation_section(run: RunDir) -> list[str]:
     return out
 
 
-def write_card(run_dir: Path | str) -> Path:
-    """Write (or rewrite) ``RUN/README.md`` and ``RUN/figures/``; returns the card's path."""
+def write_card(run_dir: Path | str, draw: bool = True) -> Path:
+    """Write (or rewrite) ``RUN/README.md`` and, with ``draw``, ``RUN/figures/``; returns the card's path."""
     run = RunDir(run_dir)
-    text, _ = build(run)
+    text, _ = build(run, draw)
     path = run.root / "README.md"
     write_bytes(path, text.encode("utf-8"))
     return path

@@ -21,6 +21,8 @@ def curated_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Pat
     )
     run_cli("dedup", "--exact", "--near", "social-posts", "--out", str(out.parent / "deduped"), "--threshold", "0.7")
     run_cli("filter", str(out.parent / "deduped"), "--recipe", str(recipe), "--out", str(out))
+    assert not (out / "figures").exists()
+    assert "wrote" in run_cli("card", str(out)).stdout
     return out
 
 
@@ -64,6 +66,14 @@ def test_figures_exist_and_are_pngs(curated_run: Path) -> None:
         data = (curated_run / "figures" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, name
         assert f"figures/{name}" in (curated_run / "README.md").read_text()
+
+
+def test_stage_commands_leave_the_figures_to_curate_card(curated_run: Path) -> None:
+    deduped = curated_run.parent / "deduped"
+    text = (deduped / "README.md").read_text()
+    assert "![" not in text and "`curate card RUN` draws them" in text
+    assert not (deduped / "figures").exists()
+    assert "### Duplicate clusters" in text and "### Funnel" in text
 
 
 def test_regenerating_is_byte_identical(curated_run: Path) -> None:

@@ -69,9 +69,9 @@ def done(manifest: dict, out: str) -> None:
     from curate.run.funnel import summary
     from dataset_cards.card import write_card
 
-    card = write_card(out)
+    card = write_card(out, draw=False)  # figures take longer than a fast stage: `curate card` draws them
     print(summary(manifest, out))
-    print(f"  card: {card} (figures in {out}/figures/)")
+    print(f"  card: {card} (figures: curate card {out})")
 
 
 def up_to_date(out: str) -> None:

@@ -2,7 +2,9 @@
 
 :func:`optimal_params` picks (bands, rows) the way datasketch's ``MinHashLSH`` does: the
 pair minimizing ``fp_weight * P(false positive) + fn_weight * P(false negative)``, each the
-integral of the banding S-curve below / above the threshold. Candidates come from grouping
+integral of the banding S-curve below / above the threshold. The integrands are polynomials of
+degree ``bands * rows <= num_perm``, so Gauss-Legendre quadrature with ``num_perm // 2 + 1``
+nodes gives them exactly, in numpy (no scipy import on a stage command's path). Candidates come from grouping
 band keys in polars; a bucket of k documents yields at most ``k * max_partners`` pairs.
 """
 
@@ -12,7 +14,6 @@ from functools import cache
 
 import numpy as np
 import polars as pl
-from scipy.integrate import quad
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
@@ -30,15 +31,28 @@ def optimal_params(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_w
         raise ValueError("threshold must be strictly between 0 and 1")
     if fp_weight < 0 or fn_weight < 0 or fp_weight + fn_weight == 0:
         raise ValueError("weights must be non-negative and not both zero")
+    nodes, weights = _legendre(num_perm // 2 + 1)
+    below, above = _on_interval(nodes, weights, 0.0, threshold), _on_interval(nodes, weights, threshold, 1.0)
     best, best_error = (0, 0), float("inf")
     for bands in range(1, num_perm + 1):
         for rows in range(1, num_perm // bands + 1):
-            fp = quad(lambda s, b=bands, r=rows: 1 - (1 - s ** float(r)) ** float(b), 0.0, threshold)[0]
-            fn = quad(lambda s, b=bands, r=rows: (1 - s ** float(r)) ** float(b), threshold, 1.0)[0]
+            fp = float(below[1] @ (1 - (1 - below[0] ** rows) ** bands))
+            fn = float(above[1] @ ((1 - above[0] ** rows) ** bands))
             error = fp * fp_weight + fn * fn_weight
             if error < best_error:
                 best, best_error = (bands, rows), error
     return best
+
+
+@cache
+def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _on_interval(nodes: np.ndarray, weights: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights moved from [-1, 1] to [lo, hi]."""
+    half = (hi - lo) / 2
+    return lo + half * (nodes + 1), half * weights
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
