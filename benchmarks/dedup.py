@@ -1,33 +1,36 @@
-"""Benchmark: MinHash near-dedup speed and quality.
+"""Benchmark: MinHash near-dedup speed and quality, each side doing the same work on the same cores.
 
-Prints progress lines, then one JSON object as its last line:
+Prints progress lines, then one JSON object as its last line (through ``targets.finish``):
 
-* ``signature_speedup_vs_datasketch``: Alpaca 52k, curate's signing from raw text (tokenize,
-  hash, permute, min) against ``datasketch.MinHash.bulk`` on the same shingles (built in
-  advance, untimed) with the same hash, given to datasketch as a dictionary lookup
-  (precomputed, untimed): datasketch's fastest possible configuration, so the ratio is
-  conservative. Medians of three runs each. ``signatures_identical`` asserts
-  bit equality; ``hash_checked`` shingles were also hashed by the pure-Python ``ShingleHash``.
-* ``alpaca_stage_seconds``: ``curate dedup --near alpaca`` as a CLI process (start-up, ingest,
-  shingle, sign, band, verify, cluster, write), beside ``datasketch_pipeline_seconds``: one
-  Python process doing json.load, ``MinHash.bulk`` (datasketch's default SHA-1 hash),
-  ``MinHashLSH`` insert and query, and union-find.
-* ``planted_dev_recall_j08`` and ``planted_dev_false_merge_rate`` on planted_dev.parquet with
-  default parameters, and the recall per Jaccard bucket beside the banding S-curve.
+* ``signature_speedup_vs_datasketch``: curate's signing from raw text (tokenize, hash, permute,
+  min) against ``datasketch.MinHash.bulk`` on the same shingles (built in advance, untimed) with
+  the same hash given as a dictionary lookup (precomputed, untimed): datasketch's fastest
+  configuration. Both in one child pinned to one core, both warmed on 2,000 texts, alternating
+  rounds, medians. Check ``signatures_identical``: every signature equal, bit for bit.
+* ``stage_speedup_vs_datasketch_pipeline``: ``curate dedup --near alpaca`` as a CLI process
+  (start-up, ingest, shingle, sign, band, verify, cluster, write the run and its card) against a
+  plain datasketch script doing the same work: ``json.load``, the same word 5-gram shingles,
+  ``MinHash.bulk`` (datasketch's default SHA-1 hash), ``MinHashLSH`` with curate's bands and
+  rows, every candidate verified by exact Jaccard, clusters led by the first record, and the kept
+  rows and the rejects written to Parquet. Each a fresh process pinned to one core, alternating
+  rounds, medians. Check ``same_rejects``: the two reject the same records.
+* ``planted_dev_recall_j08`` / ``planted_dev_false_merge_rate`` on planted_dev.parquet (the set
+  the defaults were chosen on), and ``planted_heldout_*`` on a planted set built here from Alpaca
+  outputs (a corpus the defaults never saw): word swaps, deletions, insertions and substitutions
+  at graded rates, true Jaccard computed on the same shingles.
 * with ``--scale``: a generated corpus of short documents with planted near-duplicates
-  (1,000,000 by default) run through the stage in a child process: ``scale_docs``,
-  ``scale_seconds``, ``scale_peak_rss_mb``, and the same at a quarter of the size to show
-  memory growing linearly.
+  (1,000,000 by default) in a child process: ``scale_docs``, ``scale_seconds``,
+  ``scale_peak_rss_mb``, and the same at a quarter of the size to show memory growing linearly.
+
+``--quick``: 3,000 records for the speed parts, one round, a 300-source held-out set, no scale.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +38,12 @@ import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROUNDS = 3
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import alternate, log, machine, median, run_json, run_timed  # noqa: E402
+from benchmarks.targets import finish, target  # noqa: E402
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+WARMUP = 2000
 
 
 def python_shingles(text: str, n: int = 5) -> list[bytes]:
@@ -52,15 +55,24 @@ def python_shingles(text: str, n: int = 5) -> list[bytes]:
     return [" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)]
 
 
-def alpaca_texts() -> list[str]:
+def alpaca_rows(limit: int | None) -> list[dict]:
+    from curate.io import catalog
+
+    rows = json.loads(Path(catalog.resolve(catalog.lookup("alpaca"))).read_text())
+    return rows[:limit] if limit else rows
+
+
+def alpaca_texts(limit: int | None) -> list[str]:
     import polars as pl
 
     from curate.io.ingest import Ingest
 
-    return pl.concat([b[0] for b in Ingest(["alpaca"]).batches()])["text"].to_list()
+    texts = pl.concat([b[0] for b in Ingest(["alpaca"]).batches()])["text"]
+    return (texts.head(limit) if limit else texts).to_list()
 
 
-def signature_throughput() -> dict:
+def signature_child(limit: int | None, rounds: int) -> None:
+    """Both signers in this (pinned) process, warmed, alternating; prints their medians and the check."""
     import numpy as np
     import polars as pl
     from datasketch import MinHash
@@ -68,18 +80,10 @@ def signature_throughput() -> dict:
     from curate.dedup.minhash import ShingleHash
     from curate.dedup.near import NearDedupParams, sign_texts
 
-    texts = alpaca_texts()
+    texts = alpaca_texts(limit)
     params = NearDedupParams()
     series = pl.Series(texts)
-    sign_texts(series.head(2000), params)  # warm up thread pools and regex caches
-    runs = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        shingles, ours = sign_texts(series, params)
-        runs.append(time.perf_counter() - start)
-    ours_seconds = statistics.median(runs)
-    log(f"curate: {len(texts):,} signatures from raw text in {ours_seconds:.2f} s (median of {ROUNDS})")
-
+    shingles, ours = sign_texts(series, params)
     sets = [python_shingles(t) for t in texts]
     table: dict[bytes, int] = {}
     for i, doc in enumerate(sets):
@@ -88,123 +92,254 @@ def signature_throughput() -> dict:
         table.update(zip(doc, hashes.tolist(), strict=True))
     python_hash = ShingleHash()
     sample = list(table.items())[:: max(1, len(table) // 20000)]
-    assert all(python_hash(k) == v for k, v in sample), "vectorized shingle hash differs from ShingleHash"
+    hash_ok = all(python_hash(k) == v for k, v in sample)
 
-    runs = []
-    for _ in range(ROUNDS):
+    def theirs() -> list:
+        return MinHash.bulk(sets, num_perm=params.num_perm, seed=params.seed, hashfunc=table.__getitem__)
+
+    sign_texts(series.head(WARMUP), params)
+    MinHash.bulk(sets[:WARMUP], num_perm=params.num_perm, seed=params.seed, hashfunc=table.__getitem__)
+    runs: dict[str, list[float]] = {"curate": [], "datasketch": []}
+    for _ in range(rounds):
         start = time.perf_counter()
-        theirs = MinHash.bulk(sets, num_perm=params.num_perm, seed=params.seed, hashfunc=table.__getitem__)
-        runs.append(time.perf_counter() - start)
-    ds_seconds = statistics.median(runs)
-    identical = all(np.array_equal(m.hashvalues, s) for m, s in zip(theirs, ours, strict=True))
-    log(f"datasketch (lookup hash): {ds_seconds:.2f} s; identical: {identical}")
+        _, ours = sign_texts(series, params)
+        runs["curate"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        minhashes = theirs()
+        runs["datasketch"].append(time.perf_counter() - start)
+    identical = all(np.array_equal(m.hashvalues, s) for m, s in zip(minhashes, ours, strict=True))
     start = time.perf_counter()
     MinHash.bulk(sets, num_perm=params.num_perm, seed=params.seed)
-    sha1_seconds = time.perf_counter() - start
-    log(f"datasketch (default sha1 hash): {sha1_seconds:.2f} s")
-    return {
-        "alpaca_docs": len(texts),
-        "alpaca_shingles": int(shingles.hashes.size),
-        "signature_seconds": round(ours_seconds, 3),
-        "datasketch_seconds": round(ds_seconds, 3),
-        "datasketch_sha1_seconds": round(sha1_seconds, 3),
-        "signatures_per_s": round(len(texts) / ours_seconds),
-        "datasketch_signatures_per_s": round(len(texts) / ds_seconds),
-        "signature_speedup_vs_datasketch": round(ds_seconds / ours_seconds, 2),
-        "signature_speedup_vs_datasketch_sha1": round(sha1_seconds / ours_seconds, 2),
-        "signatures_identical": identical,
-        "hash_checked": len(sample),
+    sha1 = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "docs": len(texts),
+                "shingles": int(shingles.hashes.size),
+                "curate": statistics.median(runs["curate"]),
+                "datasketch": statistics.median(runs["datasketch"]),
+                "datasketch_sha1": sha1,
+                "identical": identical,
+                "hash_ok": hash_ok,
+                "hash_checked": len(sample),
+            }
+        )
+    )
+
+
+def signature_throughput(limit: int | None, rounds: int) -> tuple[dict, dict]:
+    done = run_json(
+        [sys.executable, __file__, "--child", "signatures", *_limit(limit), "--rounds", str(rounds)], cores=1
+    )
+    log(
+        f"signatures of {done['docs']:,} texts on 1 core: curate {done['curate']:.2f} s, datasketch (lookup hash) "
+        f"{done['datasketch']:.2f} s, datasketch (sha1) {done['datasketch_sha1']:.2f} s; identical: {done['identical']}"
+    )
+    figures = {
+        "signature_docs": done["docs"],
+        "signature_shingles": done["shingles"],
+        "signature_seconds": round(done["curate"], 3),
+        "datasketch_seconds": round(done["datasketch"], 3),
+        "datasketch_sha1_seconds": round(done["datasketch_sha1"], 3),
+        "signatures_per_s": round(done["docs"] / done["curate"]),
+        "datasketch_signatures_per_s": round(done["docs"] / done["datasketch"]),
+        "signature_speedup_vs_datasketch": round(done["datasketch"] / done["curate"], 2),
+        "signature_speedup_vs_datasketch_sha1": round(done["datasketch_sha1"] / done["curate"], 2),
+        "hash_checked": done["hash_checked"],
+        "signature_settings": {
+            "curate": "sign_texts, pinned to 1 core, warmed on 2,000 texts",
+            "datasketch": "MinHash.bulk, lookup hash of the same shingles, 1 core, warmed on 2,000 texts",
+            "rounds": rounds,
+            "order": "alternating, median",
+        },
     }
+    return figures, {"signatures_identical": done["identical"], "shingle_hash_matches_python": done["hash_ok"]}
 
 
-def datasketch_pipeline() -> None:
-    """The plain pipeline, run as a child process: prints its seconds."""
+def _limit(limit: int | None) -> list[str]:
+    return ["--limit", str(limit)] if limit else []
+
+
+def datasketch_child(path: str, out: str) -> None:
+    """The plain pipeline (one process): prints its seconds and the rows it rejected."""
+    start = time.perf_counter()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from curate.io import catalog
+    from curate.dedup.near import NearDedupParams
 
-    start = time.perf_counter()
-    with open(catalog.resolve(catalog.lookup("alpaca"))) as handle:
+    bands, rows_per_band = NearDedupParams().banding()
+    with open(path) as handle:
         rows = json.load(handle)
     texts = ["\n\n".join(p for p in (r["instruction"], r["input"], r["output"]) if p) for r in rows]
-    hashes = MinHash.bulk([python_shingles(t) for t in texts], num_perm=128, seed=1)
-    lsh = MinHashLSH(threshold=0.8, num_perm=128)
+    shingles = [python_shingles(t) for t in texts]
+    hashes = MinHash.bulk(shingles, num_perm=128, seed=1)
+    lsh = MinHashLSH(threshold=0.8, num_perm=128, params=(bands, rows_per_band))
     with lsh.insertion_session() as session:
         for i, m in enumerate(hashes):
-            session.insert(i, m)
-    parent = list(range(len(texts)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+            if shingles[i]:
+                session.insert(i, m)
+    sets = [set(s) for s in shingles]
+    leader = list(range(len(texts)))
+    assigned = [False] * len(texts)
     for i, m in enumerate(hashes):
-        for j in lsh.query(m):
-            if j != i:
-                parent[find(j)] = find(i)
-    clusters = len({find(i) for i in range(len(texts))})
-    print(json.dumps({"seconds": time.perf_counter() - start, "clusters": clusters}))
-
-
-def stage_speed() -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "curate.cli", "dedup", "--near", "alpaca", "--out", f"{tmp}/run", "--quiet"],
-            check=True,
-            capture_output=True,
-            env=env,
-            cwd=ROOT,
+        if assigned[i] or not shingles[i]:
+            continue
+        verified = [j for j in lsh.query(m) if j != i and len(sets[i] & sets[j]) >= 0.8 * len(sets[i] | sets[j])]
+        if verified:  # a record with a verified edge leads, even if all its partners are taken
+            assigned[i] = True
+            for j in verified:
+                if not assigned[j]:
+                    assigned[j], leader[j] = True, i
+    kept = [dict(r, text=t) for i, (r, t) in enumerate(zip(rows, texts, strict=True)) if leader[i] == i]
+    rejected = [dict(rows[i], text=texts[i], duplicate_of=leader[i]) for i in range(len(rows)) if leader[i] != i]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(kept), f"{out}/train.parquet", compression="zstd")
+    pq.write_table(pa.Table.from_pylist(rejected or [{"duplicate_of": 0}]), f"{out}/rejects.parquet")
+    rejected_rows = [i for i in range(len(rows)) if leader[i] != i]
+    print(
+        json.dumps(
+            {"seconds": time.perf_counter() - start, "rejected": rejected_rows, "bands": bands, "rows": rows_per_band}
         )
-        ours = time.perf_counter() - start
-        manifest = json.loads(Path(f"{tmp}/run/manifest.json").read_text())
-    log(f"curate dedup --near alpaca (CLI, end to end): {ours:.2f} s")
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", "datasketch"], check=True, capture_output=True, text=True, env=env
     )
-    baseline = time.perf_counter() - start
-    log(f"datasketch pipeline (process, end to end): {baseline:.2f} s")
-    return {
-        "alpaca_stage_seconds": round(ours, 3),
-        "alpaca_near_duplicates": manifest["stages"][-1]["rejected"],
-        "datasketch_pipeline_seconds": round(baseline, 3),
-        "datasketch_pipeline_clusters": json.loads(done.stdout.strip().splitlines()[-1])["clusters"],
-        "stage_speedup_vs_datasketch_pipeline": round(baseline / ours, 2),
+
+
+def stage_speed(limit: int | None, rounds: int) -> tuple[dict, dict]:
+    import polars as pl
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if limit:
+            source = f"{tmp}/alpaca_head.json"
+            Path(source).write_text(json.dumps(alpaca_rows(limit)))
+        else:
+            from curate.io import catalog
+
+            source = str(catalog.resolve(catalog.lookup("alpaca")))
+        stage_input = source if limit else "alpaca"
+        count = iter(range(10**6))
+
+        def ours() -> dict:
+            out = f"{tmp}/run{next(count)}"
+            command = [sys.executable, "-m", "curate.cli", "dedup", "--near", stage_input, "--out", out, "--quiet"]
+            seconds = run_timed(command, cores=1)
+            rejects = pl.read_parquet(f"{out}/rejects/near_dup.parquet")["source_id"].cast(pl.Int64).to_list()
+            return {"seconds": seconds, "rejected": sorted(rejects)}
+
+        def theirs() -> dict:
+            start = time.perf_counter()
+            done = run_json(
+                [sys.executable, __file__, "--child", "datasketch", source, f"{tmp}/ds{next(count)}"], cores=1
+            )
+            return {**done, "seconds": time.perf_counter() - start}
+
+        runs = alternate({"curate": ours, "datasketch": theirs}, rounds)
+    t_ours, t_theirs = median(runs["curate"]), median(runs["datasketch"])
+    banding = (runs["datasketch"][0]["bands"], runs["datasketch"][0]["rows"])
+    same = all(r["rejected"] == runs["curate"][0]["rejected"] for r in runs["curate"] + runs["datasketch"])
+    log(f"curate dedup --near (CLI process, 1 core): {t_ours:.2f} s; datasketch script (1 core): {t_theirs:.2f} s")
+    figures = {
+        "stage_records": limit or 52002,
+        "alpaca_stage_seconds": round(t_ours, 3),
+        "alpaca_near_duplicates": len(runs["curate"][0]["rejected"]),
+        "datasketch_pipeline_seconds": round(t_theirs, 3),
+        "datasketch_pipeline_near_duplicates": len(runs["datasketch"][0]["rejected"]),
+        "stage_speedup_vs_datasketch_pipeline": round(t_theirs / t_ours, 2),
+        "stage_settings": {
+            "work": "read JSON, word 5-gram shingles, 128 MinHash permutations, LSH with the same bands and rows, "
+            "exact Jaccard verification at 0.8, first record kept, kept rows and rejects written to Parquet",
+            "curate": f"`curate dedup --near {'PATH' if limit else 'alpaca'}` process, card without figures",
+            "datasketch": f"one Python process, MinHash.bulk (sha1), MinHashLSH(params={banding})",
+            "cores": "each process pinned to 1 core (taskset)",
+            "rounds": rounds,
+            "order": "alternating, median; start-up included on both sides",
+        },
     }
+    return figures, {"same_rejects": same}
 
 
-def planted_quality() -> dict:
+def heldout_planted(sources: int) -> pl.DataFrame:  # noqa: F821
+    """A planted set in planted_dev's columns, from Alpaca outputs (>= 30 words), seeded."""
+    import random
+
+    import polars as pl
+
+    rng = random.Random(20)
+    outputs = sorted({r["output"] for r in alpaca_rows(None) if len(r["output"].split()) >= 30})
+    picked = rng.sample(outputs, 2 * sources)
+    vocab = sorted({w for t in picked[:200] for w in t.split()})
+    rows = []
+    for i, text in enumerate(picked[:sources]):
+        words = text.split()
+        kind, rate = rng.choice(["swap", "delete", "insert", "substitute"]), rng.choice([0.01, 0.03, 0.06, 0.1, 0.2])
+        for _ in range(max(1, round(rate * len(words)))):
+            at = rng.randrange(len(words))
+            if kind == "swap" and len(words) > 1:
+                other = rng.randrange(len(words))
+                words[at], words[other] = words[other], words[at]
+            elif kind == "delete" and len(words) > 6:
+                del words[at]
+            elif kind == "insert":
+                words.insert(at, rng.choice(vocab))
+            else:
+                words[at] = rng.choice(vocab)
+        variant = " ".join(words)
+        a, b = set(python_shingles(text)), set(python_shingles(variant))
+        rows.append({"id": f"s{i}", "text": text, "copy_of": "", "true_jaccard": None, "perturbation": None})
+        rows.append(
+            {
+                "id": f"v{i}",
+                "text": variant,
+                "copy_of": f"s{i}",
+                "true_jaccard": len(a & b) / len(a | b),
+                "perturbation": f"{kind}:{rate}",
+            }
+        )
+    rows += [
+        {"id": f"d{i}", "text": t, "copy_of": "", "true_jaccard": None, "perturbation": None}
+        for i, t in enumerate(picked[sources:])
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String,
+            "text": pl.String,
+            "copy_of": pl.String,
+            "true_jaccard": pl.Float64,
+            "perturbation": pl.String,
+        },
+    )
+
+
+def planted_quality(heldout_sources: int) -> dict:
     import polars as pl
 
     from curate.dedup.near import NearDedupParams, near_duplicates
     from curate.dedup.planted import planted_records, score
     from curate.io import catalog
 
-    frame = pl.read_parquet(catalog.resolve(catalog.lookup("planted-dedup-dev")))
     params = NearDedupParams()
-    result = near_duplicates(planted_records(frame), params)
     bands, rows = params.banding()
-    found = score(frame, result.annotations, bands, rows)
-    log(
-        f"planted dev (bands {bands} x rows {rows}): recall@0.8 {found['recall_j08']}, "
-        f"false merges {found['false_merge_rate']}"
-    )
-    for row in found["buckets"]:
-        log(
-            f"  jaccard {row['jaccard']}: {row['variants']:4d} variants, recall {row['recall']:.3f}, "
-            f"S-curve {row['s_curve']:.3f}"
-        )
-    return {
-        "planted_dev_recall_j08": found["recall_j08"],
-        "planted_dev_false_merge_rate": found["false_merge_rate"],
-        "planted_dev_bands": bands,
-        "planted_dev_rows": rows,
-        "planted_dev_buckets": found["buckets"],
+    sets = {
+        "dev": pl.read_parquet(catalog.resolve(catalog.lookup("planted-dedup-dev"))),
+        "heldout": heldout_planted(heldout_sources),
     }
+    out: dict = {"planted_bands": bands, "planted_rows": rows, "planted_heldout_sources": heldout_sources}
+    for name, frame in sets.items():
+        found = score(frame, near_duplicates(planted_records(frame), params).annotations, bands, rows)
+        log(
+            f"planted {name} (bands {bands} x rows {rows}): recall@0.8 {found['recall_j08']}, "
+            f"false merges {found['false_merge_rate']}"
+        )
+        for row in found["buckets"]:
+            log(
+                f"  jaccard {row['jaccard']}: {row['variants']:4d} variants, recall {row['recall']:.3f}, "
+                f"S-curve {row['s_curve']:.3f}"
+            )
+        out[f"planted_{name}_recall_j08"] = found["recall_j08"]
+        out[f"planted_{name}_false_merge_rate"] = found["false_merge_rate"]
+        out[f"planted_{name}_buckets"] = found["buckets"]
+    return out
 
 
 def scale_child(docs: int) -> None:
@@ -221,11 +356,11 @@ def scale_child(docs: int) -> None:
     words = vocab[rng.zipf(1.3, lengths.sum()) % vocab.size]
     texts = [" ".join(ws) for ws in np.split(words, np.cumsum(lengths)[:-1])]
     copies = rng.choice(docs, docs // 10, replace=False)
-    for target in copies:
+    for copy in copies:
         source = int(rng.integers(0, docs))
         tokens = texts[source].split()
         tokens[int(rng.integers(0, len(tokens)))] = "edited"
-        texts[target] = " ".join(tokens)
+        texts[copy] = " ".join(tokens)
     ids = [f"g{i:08d}" for i in range(docs)]
     frame = conform(pl.DataFrame({"id": ids, "source_id": ids, "kind": [KIND_TEXT] * docs, "text": texts}))
     del texts, words
@@ -249,10 +384,7 @@ def scale_child(docs: int) -> None:
 def scale(docs: int) -> dict:
     out = {}
     for n, key in ((docs // 4, "quarter"), (docs, "full")):
-        done = subprocess.run(
-            [sys.executable, __file__, "--child", "scale", "--docs", str(n)], check=True, capture_output=True, text=True
-        )
-        out[key] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[key] = run_json([sys.executable, __file__, "--child", "scale", "--docs", str(n)])
         log(
             f"scale {n:,} docs: {out[key]['seconds']:.1f} s, peak RSS {out[key]['rss_mb']:.0f} MB, "
             f"{out[key]['rejected']:,} near-duplicates"
@@ -270,28 +402,40 @@ def scale(docs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small inputs, one round (the CI check)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each speed comparison")
     parser.add_argument("--scale", action="store_true", help="also run the generated large corpus")
     parser.add_argument("--docs", type=int, default=1_000_000, help="documents in the scale run")
-    parser.add_argument("--child", choices=["datasketch", "scale"])
+    parser.add_argument("--limit", type=int, help="first N Alpaca records in the speed parts (default all)")
+    parser.add_argument("--child", choices=["signatures", "datasketch", "scale"])
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "signatures":
+        return signature_child(args.limit, args.rounds)
     if args.child == "datasketch":
-        return datasketch_pipeline()
+        return datasketch_child(*args.paths)
     if args.child == "scale":
         return scale_child(args.docs)
-    result = {"benchmark": "minhash near-dedup"}
-    result.update(signature_throughput())
-    result.update(stage_speed())
-    result.update(planted_quality())
-    if args.scale:
-        result.update(scale(args.docs))
-    result["targets"] = {
-        "signature_speedup_vs_datasketch": ">= 3",
-        "stage_speedup_vs_datasketch_pipeline": ">= 2",
-        "planted_dev_recall_j08": ">= 0.95",
-        "planted_dev_false_merge_rate": "<= 0.01",
-        "scale_peak_rss_mb": "< 4096",
+    limit = 3000 if args.quick else args.limit
+    rounds = 1 if args.quick else args.rounds
+    figures: dict = {"benchmark": "minhash near-dedup", "quick": args.quick, "machine": machine()}
+    signatures, checks = signature_throughput(limit, rounds)
+    stage, stage_checks = stage_speed(limit, rounds)
+    figures.update(signatures | stage | planted_quality(300 if args.quick else 2000))
+    checks.update(stage_checks)
+    if args.scale and not args.quick:
+        figures.update(scale(args.docs))
+    targets = {
+        "signature_speedup_vs_datasketch": target(figures["signature_speedup_vs_datasketch"], ">=", 3),
+        "stage_speedup_vs_datasketch_pipeline": target(figures["stage_speedup_vs_datasketch_pipeline"], ">=", 2),
+        "planted_dev_recall_j08": target(figures["planted_dev_recall_j08"], ">=", 0.95),
+        "planted_dev_false_merge_rate": target(figures["planted_dev_false_merge_rate"], "<=", 0.01),
+        "planted_heldout_recall_j08": target(figures["planted_heldout_recall_j08"], ">=", 0.95),
+        "planted_heldout_false_merge_rate": target(figures["planted_heldout_false_merge_rate"], "<=", 0.01),
     }
-    print(json.dumps(result))
+    if "scale_peak_rss_mb" in figures:
+        targets["scale_peak_rss_mb"] = target(figures["scale_peak_rss_mb"], "<", 4096)
+    finish(figures, targets, checks)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ class Ingest:
     def _records(self, source: Source, fields: pl.DataFrame, source_ids: list[str] | pl.Series) -> pl.DataFrame:
         # Derived text for instructions: the non-empty parts separated by a blank line.
         derived = pl.concat_str(
-            [pl.col(INSTRUCTION), pl.when(pl.col(INPUT) != "").then(pl.col(INPUT)), pl.col(OUTPUT)],
+            [pl.col(INSTRUCTION), *(pl.when(pl.col(c) != "").then(pl.col(c)) for c in (INPUT, OUTPUT))],
             separator="\n\n",
             ignore_nulls=True,
         )

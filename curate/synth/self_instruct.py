@@ -590,7 +590,7 @@ def _records(frame: pl.DataFrame, model: str, backend: str) -> pl.DataFrame:
         else:
             ids.append(content_id(KIND_TEXT, text=row["raw"] or ""))
     derived = pl.concat_str(
-        [pl.col(INSTRUCTION), pl.when(pl.col(INPUT) != "").then(pl.col(INPUT)), pl.col(OUTPUT)],
+        [pl.col(INSTRUCTION), *(pl.when(pl.col(c) != "").then(pl.col(c)) for c in (INPUT, OUTPUT))],
         separator="\n\n",
         ignore_nulls=True,
     )
