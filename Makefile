@@ -40,9 +40,14 @@ lint: $(STAMP)
 serve: $(STAMP)
 	$(VENV)/bin/curate serve
 
+# Benchmarks `make bench` runs, each with --quick (small inputs, one round: a few minutes in all);
+# tests/test_benchmarks.py reads this list. `make bench BENCH_FLAGS=` runs the full measurements.
+# quality and train join the list once they have a --quick mode (issues 15 and 16).
+BENCHMARKS := ingest dedup embed self_instruct judge flow
+BENCH_FLAGS ?= --quick
+
 bench: $(STAMP)
-	$(PY) benchmarks/ingest.py
-	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/run_all.py $(BENCH_FLAGS) $(BENCHMARKS)
 
 clean:
 	rm -rf $(RUNS) .pytest_cache .ruff_cache

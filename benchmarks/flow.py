@@ -1,28 +1,29 @@
-"""Benchmark: the curate-alpaca flow, cold and warm, and Prefect's overhead.
+"""Benchmark: the curate-alpaca flow, cold and warm, and Prefect's overhead on the same work.
 
-* ``cold_seconds``: the flow on Alpaca 52k into a fresh run directory (a process, start-up
-  and Prefect's temporary server included), with the wall time of every stage (``stages``, as
-  the flow measured them and shows them in its funnel artifact).
+* ``cold_seconds``: the flow into a fresh run directory (a process, start-up and Prefect's
+  temporary server included), with the wall time of every stage (``stages``).
 * ``warm_seconds``: the same command again (the run is up to date: nothing recomputed).
-* ``prefect_overhead``: the cold flow's wall time over the same library calls in one plain
-  Python process on the same data, minus one. ``prefect_overhead_with_server`` is the same for
-  a cold run against an already running Prefect server (how deployments run), which saves the
-  temporary server's start. ``plain_stages`` are the baseline's stage times;
-  ``startup_seconds`` is the flow's wall time outside its stages (interpreter, imports,
-  Prefect's temporary API server, flow-run bookkeeping).
+* ``prefect_overhead``: the cold flow's wall time over the same work as plain library calls in
+  one Python process (ingest, exact and near dedup, the recipe's filters, the quality probe, the
+  side selections and the main selection, export, the card with its figures), minus one.
+  ``prefect_overhead_with_server`` is the same for a cold run against an already running Prefect
+  server (how deployments run). Check ``same_outputs_as_plain``: the flow and the plain calls
+  wrote the same data shards (sha256), and the served run too.
+* Every cold run (flow, plain, served) gets its own fresh, empty embedding cache
+  (``CURATE_EMBED_CACHE``) and dataset cache: none reuses the user's vectors or another run's.
 
-The PREFECT_HOME is a fresh folder whose database is created once before timing (a user's
-project home is created on first use, not on every run); ``first_use_seconds`` is what that
-one-time creation took.
+The PREFECT_HOME is a fresh folder whose database is created once before timing;
+``first_use_seconds`` is what that one-time creation took.
 
-The last line printed is one JSON object.
+``--quick``: the first 500 Alpaca records with the default recipe's filters only (no quality
+probe or selections, whose CPU embedding alone takes minutes); both sides do that same work.
+The last line printed is one JSON object (``targets.finish``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,31 +32,62 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import child_env, log, machine  # noqa: E402
+from benchmarks.targets import finish, target  # noqa: E402
 
-def plain(out: str) -> None:
-    """The flow's stages as plain library calls (the baseline); prints its stage times."""
+DEFAULT_RECIPE = ROOT / "curate" / "recipes" / "curate-alpaca.yaml"
+
+
+def plain(out: str, source: str, recipe_path: str) -> None:
+    """The flow's work as plain library calls (the baseline); prints its stage times."""
     from curate.dedup.exact import exact_duplicates
     from curate.dedup.near import near_duplicates
+    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
     from curate.io.ingest import IngestOptions
     from curate.recipes.recipe import load_recipe
     from curate.run.pipeline import RunWriter
+    from curate.selection.strategies import select
     from curate.stages.filter import run_filter
     from curate.stages.registry import get
     from dataset_cards.card import write_card
-    from flows.curate_alpaca import DEFAULT_RECIPE
     from flows.report import StageClock
 
+    recipe = load_recipe(recipe_path)
     clock = StageClock()
     writer = RunWriter(out, "plain", {"bench": True})
     with clock("ingest"):
-        records = writer.open_input(["alpaca"], IngestOptions(), progress=False)
+        records = writer.open_input([source], IngestOptions(), progress=False)
     with clock("exact_dedup"):
         records = writer.add(exact_duplicates(records))
     with clock("near_dup"):
         records = writer.add(near_duplicates(records))
-    for step in load_recipe(DEFAULT_RECIPE).filters:
+    for step in recipe.filters:
         with clock(step.name or step.use):
             records = writer.add(run_filter(records, get("filter", step.use)(**step.params), step.name or step.use))
+    if recipe.score is not None:
+        from scorers.probe import DEFAULT_PROBE, QualityProbe, pair_vectors, probe_stage, record_vectors
+
+        embedder = Embedder(EmbedSettings(model=recipe.score.embedder))
+        cache = EmbeddingCache(EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
+        with clock("quality"):
+            probe = QualityProbe.load(recipe.score.probe or DEFAULT_PROBE)
+            records = writer.add(probe_stage(records, probe, embedder, cache))
+
+        def inputs(spec):
+            scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
+            vectors = None
+            if spec.strategy in ("diverse", "kcenter"):
+                vectors = record_vectors(*pair_vectors(records, embedder, cache))
+            return scores, vectors
+
+        with clock("select"):
+            for side in recipe.selections:
+                branch = writer.branch(writer.run.root / "selections" / side.name, side.name, {"select": 1})
+                scores, vectors = inputs(side)
+                branch.finish(branch.add(select(records, side.params(), scores=scores, vectors=vectors)))
+                write_card(branch.run.root)
+            scores, vectors = inputs(recipe.select)
+            records = writer.add(select(records, recipe.select.params(), scores=scores, vectors=vectors))
     with clock("export"):
         writer.finish(records)
     with clock("card"):
@@ -65,15 +97,27 @@ def plain(out: str) -> None:
 
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, dict[str, float]]:
     """Wall time of a command and the stage seconds it printed."""
+    import subprocess
+
     start = time.perf_counter()
-    done = subprocess.run(command, check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("stage seconds: ")]
     return seconds, json.loads(lines[-1].removeprefix("stage seconds: ")) if lines else {}
 
 
-def served_run(env: dict[str, str], out: str) -> tuple[float, dict[str, float]]:
+def fresh_caches(env: dict[str, str], root: str, name: str) -> dict[str, str]:
+    """``env`` with an empty embedding cache of its own (and the datasets cache beside it)."""
+    Path(f"{root}/{name}-embeddings").mkdir(parents=True)
+    return {**env, "CURATE_EMBED_CACHE": f"{root}/{name}-embeddings"}
+
+
+def served_run(env: dict[str, str], flow: list[str]) -> tuple[float, dict[str, float]]:
     """The cold flow against an already running server (as deployments and `curate serve` run)."""
+    import subprocess
+
     from flows.demo import free_port
     from flows.serve import wait_healthy
 
@@ -86,59 +130,86 @@ def served_run(env: dict[str, str], out: str) -> tuple[float, dict[str, float]]:
     )
     try:
         wait_healthy(port, timeout=300)
-        flow = [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", out]
         return timed(flow, {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
     finally:
         server.terminate()
         server.wait(timeout=60)
 
 
+def shards(run: str) -> list[str]:
+    return [f["sha256"] for f in json.loads(Path(f"{run}/manifest.json").read_text())["outputs"]["data"]]
+
+
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--plain":
-        return plain(sys.argv[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="500 records, filters only (the CI check)")
+    parser.add_argument("--plain", nargs=3, metavar=("OUT", "SOURCE", "RECIPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain:
+        return plain(*args.plain)
+    env = child_env(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     with tempfile.TemporaryDirectory() as tmp:
         env["PREFECT_HOME"] = f"{tmp}/prefect"
+        source, recipe = "alpaca", str(DEFAULT_RECIPE)
+        if args.quick:
+            from curate.io import catalog
+
+            rows = json.loads(Path(catalog.resolve(catalog.lookup("alpaca"))).read_text())[:500]
+            source, recipe = f"{tmp}/alpaca_head.json", f"{tmp}/filters.yaml"
+            Path(source).write_text(json.dumps(rows))
+            import yaml
+
+            default = yaml.safe_load(DEFAULT_RECIPE.read_text())
+            Path(recipe).write_text(yaml.safe_dump({"name": "bench-quick", "filters": default["filters"]}))
         first_use, _ = timed([sys.executable, "-c", "import flows; from prefect import get_client; get_client()"], env)
-        flow = [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", f"{tmp}/flow"]
-        cold, stages = timed(flow, env)
-        print(f"cold flow: {cold:.1f} s {stages}", file=sys.stderr)
-        warm, _ = timed(flow, env)
-        print(f"warm flow (up to date): {warm:.1f} s", file=sys.stderr)
-        baseline, plain_stages = timed([sys.executable, __file__, "--plain", f"{tmp}/plain"], env)
-        print(f"plain library calls: {baseline:.1f} s {plain_stages}", file=sys.stderr)
-        served, served_stages = served_run(env, f"{tmp}/served")
-        print(f"cold flow against a running server: {served:.1f} s {served_stages}", file=sys.stderr)
+
+        def flow_command(out: str) -> list[str]:
+            return [sys.executable, "-m", "flows.curate_alpaca", source, "--out", out, "--recipe", recipe]
+
+        cold, stages = timed(flow_command(f"{tmp}/flow"), fresh_caches(env, tmp, "flow"))
+        log(f"cold flow: {cold:.1f} s {stages}")
+        warm, _ = timed(flow_command(f"{tmp}/flow"), fresh_caches(env, tmp, "warm"))
+        log(f"warm flow (up to date): {warm:.1f} s")
+        plain_command = [sys.executable, __file__, "--plain", f"{tmp}/plain", source, recipe]
+        baseline, plain_stages = timed(plain_command, fresh_caches(env, tmp, "plain"))
+        log(f"plain library calls: {baseline:.1f} s {plain_stages}")
+        served, served_stages = served_run(fresh_caches(env, tmp, "served"), flow_command(f"{tmp}/served"))
+        log(f"cold flow against a running server: {served:.1f} s {served_stages}")
         manifest = json.loads(Path(f"{tmp}/flow/manifest.json").read_text())
-        same = (
-            manifest["outputs"]["data"] == json.loads(Path(f"{tmp}/plain/manifest.json").read_text())["outputs"]["data"]
-        )
-    print(
-        json.dumps(
-            {
-                "benchmark": "curate-alpaca flow",
-                "cold_seconds": round(cold, 1),
-                "warm_seconds": round(warm, 1),
-                "plain_seconds": round(baseline, 1),
-                "prefect_overhead": round(cold / baseline - 1, 3),
-                "served_seconds": round(served, 1),
-                "prefect_overhead_with_server": round(served / baseline - 1, 3),
-                "stages": stages,
-                "plain_stages": plain_stages,
-                "startup_seconds": round(cold - sum(stages.values()), 1),
-                "plain_startup_seconds": round(baseline - sum(plain_stages.values()), 1),
-                "first_use_seconds": round(first_use, 1),
-                "same_shards_as_plain": same,
-                "funnel": [{k: s[k] for k in ("name", "in", "kept", "rejected")} for s in manifest["stages"]],
-                "targets": {"cold_seconds": "< 600", "warm_seconds": "< 30", "prefect_overhead": "< 0.10"},
-            }
-        )
-    )
+        same = shards(f"{tmp}/flow") == shards(f"{tmp}/plain") == shards(f"{tmp}/served")
+    figures = {
+        "benchmark": "curate-alpaca flow",
+        "quick": args.quick,
+        "machine": machine(),
+        "settings": {
+            "work": "500 Alpaca records; ingest, exact and near dedup, the default recipe's filters, export, card"
+            if args.quick
+            else "Alpaca 52k; ingest, dedup, filters, quality probe, lima-1k and alpagasus-9k selections, export, card",
+            "flow": "python -m flows.curate_alpaca in a fresh process, Prefect's temporary server",
+            "plain": "the same library calls in one fresh process, no Prefect",
+            "caches": "each cold run its own empty CURATE_EMBED_CACHE",
+            "threads": f"all {machine()['cpus']} cores on both sides",
+            "rounds": 1,
+        },
+        "cold_seconds": round(cold, 1),
+        "warm_seconds": round(warm, 1),
+        "plain_seconds": round(baseline, 1),
+        "prefect_overhead": round(cold / baseline - 1, 3),
+        "served_seconds": round(served, 1),
+        "prefect_overhead_with_server": round(served / baseline - 1, 3),
+        "stages": stages,
+        "plain_stages": plain_stages,
+        "startup_seconds": round(cold - sum(stages.values()), 1),
+        "plain_startup_seconds": round(baseline - sum(plain_stages.values()), 1),
+        "first_use_seconds": round(first_use, 1),
+        "funnel": [{k: s[k] for k in ("name", "in", "kept", "rejected")} for s in manifest["stages"]],
+    }
+    targets = {
+        "cold_seconds": target(figures["cold_seconds"], "<", 600),
+        "warm_seconds": target(figures["warm_seconds"], "<", 30),
+        "prefect_overhead": target(figures["prefect_overhead"], "<", 0.10),
+    }
+    finish(figures, targets, {"same_outputs_as_plain": same})
 
 
 if __name__ == "__main__":

@@ -2,15 +2,18 @@
 
 Starts ``curate serve-lm`` (SmolLM2-135M-Instruct on this machine) unless ``--base-url`` names a
 running endpoint, judges the first ``--records`` Alpaca records with the project's prompt and a
-fresh reply cache (every call real), and prints one JSON object as its last line:
-``judge_seconds_per_record``, ``records``, ``prompt_tokens``, ``completion_tokens``, ``parsed``.
-``benchmarks/quality.py`` imports :func:`judge_seconds_per_record`.
+fresh reply cache (every call real), and prints one JSON object as its last line (through
+``targets.finish``): ``judge_seconds_per_record`` is the wall time over the records that got a
+parsed score (failed or unparsable replies cost time but are not judged records; None when none
+parsed), ``judge_seconds_per_request`` the wall time over every request, with ``parsed``,
+``unparsable``, ``errors`` and the token counts. Checks: every record got an annotation row, and
+every parsed score lies in 0..5. ``benchmarks/quality.py`` imports :func:`judge_seconds_per_record`.
+``--quick``: 1 record, 16 tokens.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -18,6 +21,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine  # noqa: E402
+from benchmarks.targets import finish  # noqa: E402
 
 
 def judge_seconds_per_record(
@@ -45,9 +51,16 @@ def judge_seconds_per_record(
         if server is not None:
             server.stop()
     stats = result.stats
+    scores = result.annotations["judge_score"].drop_nulls().to_list()
     return {
-        "judge_seconds_per_record": round(seconds / max(records, 1), 3),
+        "judge_seconds_per_record": round(seconds / stats["parsed"], 3) if stats["parsed"] else None,
+        "judge_seconds_per_request": round(seconds / max(records, 1), 3),
         "records": records,
+        "unparsable": stats["unparsable"],
+        "errors": stats["errors"],
+        "annotated_rows": result.annotations.height,
+        "scores_in_range": all(0 <= x <= 5 for x in scores),
+        "concurrency": concurrency,
         "max_tokens": max_tokens,
         "prompt_tokens": stats["prompt_tokens"],
         "completion_tokens": stats["completion_tokens"],
@@ -62,8 +75,15 @@ def main() -> None:
     parser.add_argument("--base-url")
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="1 record, 16 tokens (the CI check)")
     args = parser.parse_args()
-    print(json.dumps(judge_seconds_per_record(args.records, args.base_url, args.model, args.max_tokens)))
+    records, max_tokens = (1, 16) if args.quick else (args.records, args.max_tokens)
+    figures = judge_seconds_per_record(records, args.base_url, args.model, max_tokens)
+    checks = {
+        "every_record_annotated": figures.pop("annotated_rows") == records,
+        "scores_in_range": figures.pop("scores_in_range"),
+    }
+    finish({"benchmark": "llm judge", "quick": args.quick, "machine": machine(), **figures}, {}, checks)
 
 
 if __name__ == "__main__":
