@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from prefect.testing.utilities import prefect_test_harness
 
@@ -60,4 +61,11 @@ def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> 
     assert result["in"] == 175 and result["kept"] == 20 and result["rejected"] == 155
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["name"] for s in manifest["stages"]] == ["ingest", "quality", "select"]
-    assert manifest["stages"][-1]["stats"]["mean_pairwise_cosine"] is not None
+    # The reported diversity is the mean pairwise cosine of the kept records' vectors, re-derived here.
+    from curate.embed.encoder import Embedder, EmbedSettings
+    from scorers.probe import pair_vectors, record_vectors
+
+    vectors = record_vectors(*pair_vectors(pl.read_parquet(out / "data"), Embedder(EmbedSettings(precision="fp32"))))
+    total = vectors.astype(np.float64).sum(axis=0)
+    mean_cosine = (total @ total - len(vectors)) / (len(vectors) * (len(vectors) - 1))
+    assert abs(manifest["stages"][-1]["stats"]["mean_pairwise_cosine"] - mean_cosine) < 5e-3

@@ -70,7 +70,8 @@ def test_judge_cli_real_server_and_cache(lm_server, alpaca_slice: Path, tmp_path
     stats = run.manifest()["stages"][-1]["stats"]
     assert stats["requests"] == 3 and stats["cost_usd"] > 0
     assert "api_key" not in json.dumps(run.manifest()).replace("api_key_env", "")
-    assert run.annotation_column("judge_score") is not None
+    column = run.annotation_column("judge_score")
+    assert column.columns == ["id", "judge_score"] and column.equals(notes.select("id", "judge_score"))
 
     second = run_cli("judge", str(alpaca_slice), "--out", str(tmp_path / "run2"), *common)
     assert "0 requests" in second.stdout and "3 cache hits" in second.stdout

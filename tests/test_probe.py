@@ -34,7 +34,7 @@ def test_train_reports_metrics_and_retrains_bit_for_bit(tmp_path: Path, data_dir
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     probe = QualityProbe.load(tmp_path / "a.json")
     assert probe.metrics["labels"] == 300 and len(probe.weights) == 384 + 384 + 1 + 3
-    assert 0.0 <= probe.metrics["cv_auc"] <= 1.0
+    assert probe.metrics["cv_auc"] > 0.55  # the judge's labels are learnable: better than chance on held-out folds
 
 
 def test_shipped_probe_is_small_and_documented() -> None:
