@@ -14,7 +14,8 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   check ``langid_same_on_all_cores``.
 * ``semdedup_alpaca_seconds``: semantic dedup of Alpaca 52k end to end with embeddings from a
   cache filled first in a fresh folder (``alpaca_embed_seconds``), plus how many of its
-  duplicates MinHash near-dedup (Jaccard 0.8) did not find. Skipped by ``--quick``.
+  duplicates MinHash near-dedup (Jaccard 0.8) did not find. Skipped by ``--quick`` and
+  ``--no-semdedup``.
 
 ``--quick``: 64 records, one round, 500 texts for language identification, no semantic dedup.
 """
@@ -203,6 +204,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000, help="records in the speed comparison")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="64 records, one round, no semantic dedup (CI)")
+    parser.add_argument("--no-semdedup", action="store_true", help="skip the 52k semantic dedup (minutes on a CPU)")
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.records, args.vectors)
@@ -212,7 +214,7 @@ def main() -> None:
     langid, langid_checks = langid_speed(500 if args.quick else 5000)
     figures.update(speed | langid)
     checks.update(langid_checks)
-    if not args.quick:
+    if not (args.quick or args.no_semdedup):
         semantic, semantic_checks = semdedup_speed()
         figures.update(semantic)
         checks.update(semantic_checks)
