@@ -27,6 +27,7 @@ def test_make_bench_lists_every_benchmark_with_a_quick_mode() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the flow's quick mode starts Prefect three times: minutes on a loaded machine
 @pytest.mark.parametrize("name", listed())
 def test_quick_benchmark_passes_its_checks(name: str, tmp_path: Path) -> None:
     done = subprocess.run(
