@@ -12,7 +12,8 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   plain datasketch script doing the same work: ``json.load``, the same word 5-gram shingles,
   ``MinHash.bulk`` (datasketch's default SHA-1 hash), ``MinHashLSH`` with curate's bands and
   rows, every candidate verified by exact Jaccard, clusters led by the first record, and the kept
-  rows and the rejects written to Parquet. Each a fresh process pinned to one core, alternating
+  rows and the rejects written to Parquet (it imports no curate module: the bands and rows are
+  its arguments). Each a fresh process pinned to one core, alternating
   rounds, medians. Check ``same_rejects``: the two reject the same records.
 * ``planted_dev_recall_j08`` / ``planted_dev_false_merge_rate`` on planted_dev.parquet (the set
   the defaults were chosen on), and ``planted_heldout_*`` on a planted set built here from Alpaca
@@ -160,16 +161,14 @@ def _limit(limit: int | None) -> list[str]:
     return ["--limit", str(limit)] if limit else []
 
 
-def datasketch_child(path: str, out: str) -> None:
+def datasketch_child(path: str, out: str, bands: str, rows: str) -> None:
     """The plain pipeline (one process): prints its seconds and the rows it rejected."""
     start = time.perf_counter()
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasketch import MinHash, MinHashLSH
 
-    from curate.dedup.near import NearDedupParams
-
-    bands, rows_per_band = NearDedupParams().banding()
+    bands, rows_per_band = int(bands), int(rows)  # curate's banding, given by the parent: no curate import here
     with open(path) as handle:
         rows = json.load(handle)
     texts = ["\n\n".join(p for p in (r["instruction"], r["input"], r["output"]) if p) for r in rows]
@@ -208,6 +207,8 @@ def datasketch_child(path: str, out: str) -> None:
 def stage_speed(limit: int | None, rounds: int) -> tuple[dict, dict]:
     import polars as pl
 
+    from curate.dedup.near import NearDedupParams
+
     with tempfile.TemporaryDirectory() as tmp:
         if limit:
             source = f"{tmp}/alpaca_head.json"
@@ -227,10 +228,10 @@ def stage_speed(limit: int | None, rounds: int) -> tuple[dict, dict]:
             return {"seconds": seconds, "rejected": sorted(rejects)}
 
         def theirs() -> dict:
+            banding = [str(x) for x in NearDedupParams().banding()]
+            command = [sys.executable, __file__, "--child", "datasketch", source, f"{tmp}/ds{next(count)}", *banding]
             start = time.perf_counter()
-            done = run_json(
-                [sys.executable, __file__, "--child", "datasketch", source, f"{tmp}/ds{next(count)}"], cores=1
-            )
+            done = run_json(command, cores=1)
             return {**done, "seconds": time.perf_counter() - start}
 
         runs = alternate({"curate": ours, "datasketch": theirs}, rounds)
