@@ -186,6 +186,7 @@ def curate_alpaca(
     judge_labels: str | None = "alpagasus-claude-sample",
     dask: str | None = None,
     shard_rows: int = 100_000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Curate an instruction dataset; returns the run's record counts, where it is and stage seconds.
 
@@ -224,7 +225,8 @@ def curate_alpaca(
         "judge_labels": judge_labels,
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
-    writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
+    export = ExportOptions(max_shard_rows=max_shard_rows)
+    writer = RunWriter(out, "curate-alpaca", plan, export, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)
