@@ -11,6 +11,7 @@ shards of ``shard_rows`` records on local threads or, with ``dask``, on a Dask c
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,12 @@ def curate_alpaca(
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
     export = ExportOptions(max_shard_rows=max_shard_rows)
-    writer = RunWriter(out, "curate-alpaca", plan, export, checkpoints=True, overwrite=overwrite)
+    invocation = shlex.join(
+        ["curate", "run", "curate-alpaca", *sources, "--out", str(out)]
+        + (["--recipe", recipe] if recipe else [])
+        + (["--keep", str(keep_n)] if keep_n is not None else [])
+    )
+    writer = RunWriter(out, "curate-alpaca", plan, export, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)

@@ -9,6 +9,7 @@ It reuses curate-alpaca's tasks; the filters come from curate/recipes/curate-pre
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,12 @@ def curate_pretrain(
         "filters": [step.model_dump() for step in spec.filters],
     }
     export = ExportOptions(max_shard_rows=max_shard_rows)
-    writer = RunWriter(out, "curate-pretrain", plan, export, checkpoints=True, overwrite=overwrite)
+    invocation = shlex.join(
+        ["curate", "run", "curate-pretrain", *sources, "--out", str(out)]
+        + (["--recipe", recipe] if recipe else [])
+        + (["--text-field", text_field] if text_field else [])
+    )
+    writer = RunWriter(out, "curate-pretrain", plan, export, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)
