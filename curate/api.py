@@ -177,15 +177,20 @@ class Pipeline:
 
         return self._update(select=SelectSpec(name=name, strategy=strategy, n=n, **params))
 
-    def run(self, *sources: str, out: str | Path, progress: bool = True, **ingest_options: Any) -> RunResult:
-        """Ingest ``sources``, run every stage and export shards, manifest, rejects, annotations and card."""
+    def run(
+        self, *sources: str, out: str | Path, overwrite: bool = False, progress: bool = True, **ingest_options: Any
+    ) -> RunResult:
+        """Ingest ``sources``, run every stage and export shards, manifest, rejects, annotations and card.
+
+        ``out`` must be new, empty or an earlier curate run; replacing a run of other inputs or
+        stages needs ``overwrite=True``."""
         from curate.io.ingest import IngestOptions
         from curate.run.directory import RunDir
         from curate.run.pipeline import RunWriter, UpToDate
 
         options = IngestOptions(**ingest_options)
         plan = {"input": list(sources), "ingest": options.params(), "recipe": self.recipe.model_dump()}
-        writer = RunWriter(out, "pipeline", plan)
+        writer = RunWriter(out, "pipeline", plan, overwrite=overwrite)
         try:
             records = writer.open_input(list(sources), options, progress=progress)
         except UpToDate:

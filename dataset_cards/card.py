@@ -374,7 +374,7 @@ def _body(
         "## How to reproduce",
         "",
         "```bash",
-        f"{manifest['command']}  # see manifest.json for every parameter",
+        f"{reproduce_command(manifest, run.root)}  # see manifest.json for every parameter",
         "```",
         "",
         f"- curate commit: `{manifest.get('git_commit')}`; run fingerprint `{manifest.get('fingerprint')}`",
@@ -514,6 +514,20 @@ def _ablation_section(run: RunDir) -> list[str]:
             table,
         ]
     return out
+
+
+def reproduce_command(manifest: dict[str, Any], root: Path) -> str:
+    """A command that makes this run again: the recorded CLI invocation where there is one."""
+    invocation = manifest.get("invocation") or ""
+    if invocation.startswith("curate "):
+        return invocation
+    command = manifest["command"]
+    if "/" in command:  # a selection beside a flow's main line
+        return f"{manifest.get('parent', {}).get('run', 'the parent run')}: see its card (this is its {command})"
+    if command == "pipeline":
+        return "python: curate.Pipeline(...).run(...)  # the stages and their parameters are in manifest.json"
+    inputs = [i.get("dataset") or i["path"] for i in manifest.get("inputs", [])]
+    return " ".join(["curate", command, *dict.fromkeys(inputs), "--out", str(root)])
 
 
 def write_card(run_dir: Path | str, draw: bool = True) -> Path:

@@ -11,6 +11,7 @@ shards of ``shard_rows`` records on local threads or, with ``dask``, on a Dask c
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,7 @@ def curate_alpaca(
     judge_labels: str | None = "alpagasus-claude-sample",
     dask: str | None = None,
     shard_rows: int = 100_000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Curate an instruction dataset; returns the run's record counts, where it is and stage seconds.
 
@@ -224,7 +226,13 @@ def curate_alpaca(
         "judge_labels": judge_labels,
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
-    writer = RunWriter(out, "curate-alpaca", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
+    export = ExportOptions(max_shard_rows=max_shard_rows)
+    invocation = shlex.join(
+        ["curate", "run", "curate-alpaca", *sources, "--out", str(out)]
+        + (["--recipe", recipe] if recipe else [])
+        + (["--keep", str(keep_n)] if keep_n is not None else [])
+    )
+    writer = RunWriter(out, "curate-alpaca", plan, export, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)

@@ -9,6 +9,7 @@ It reuses curate-alpaca's tasks; the filters come from curate/recipes/curate-pre
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
-from flows.curate_alpaca import card, clean, export
+from flows.curate_alpaca import card, clean
 from flows.report import StageClock, close_run, print_result
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
@@ -43,6 +44,7 @@ def curate_pretrain(
     recipe: str | None = None,
     dask: str | None = None,
     shard_rows: int = 100_000,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Curate pretraining text; returns the run's record counts, where it is and stage seconds.
 
@@ -64,7 +66,13 @@ def curate_pretrain(
         "index": near_index,
         "filters": [step.model_dump() for step in spec.filters],
     }
-    writer = RunWriter(out, "curate-pretrain", plan, ExportOptions(max_shard_rows=max_shard_rows), checkpoints=True)
+    export = ExportOptions(max_shard_rows=max_shard_rows)
+    invocation = shlex.join(
+        ["curate", "run", "curate-pretrain", *sources, "--out", str(out)]
+        + (["--recipe", recipe] if recipe else [])
+        + (["--text-field", text_field] if text_field else [])
+    )
+    writer = RunWriter(out, "curate-pretrain", plan, export, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)

@@ -45,8 +45,26 @@ def latest_markdown(env: dict[str, str], key: str) -> str | None:
     return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else None
 
 
+def latest_flow_run(env: dict[str, str], deployment: str) -> str | None:
+    """The id of the newest flow run of ``deployment`` (``flow/deployment``), read from the server."""
+    code = (
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as client:\n"
+        f"    d = client.read_deployment_by_name({deployment!r})\n"
+        "    runs = client.read_flow_runs(limit=50)\n"
+        "runs = sorted((r for r in runs if r.deployment_id == d.id), key=lambda r: r.created)\n"
+        "print(runs[-1].id if runs else '')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if done.returncode == 0 and lines and lines[-1] else None
+
+
 def demo(out: str = "runs/curate-alpaca", sources: str = '["alpaca"]', home: Path | None = None) -> int:
     """Run it all once; ``sources`` is the flow parameter as JSON. Returns an exit code."""
+    import time
+
+    started = time.monotonic()
     port = free_port()
     try:
         with services(port, home) as running:
@@ -71,6 +89,10 @@ def demo(out: str = "runs/curate-alpaca", sources: str = '["alpaca"]', home: Pat
             print(markdown or "(could not read the artifact back from the server)")
             card = Path(out) / "README.md"
             print(f"run directory: {out}\ndataset card: {card} (figures in {Path(out) / 'figures'})")
+            run_id = latest_flow_run(running.env, "curate-alpaca/curate-alpaca")
+            if run_id:
+                print(f"Prefect UI of the run (while the server runs): http://127.0.0.1:{port}/runs/flow-run/{run_id}")
+            print(f"wall time: {time.monotonic() - started:.0f} s (install excluded)")
     except KeyboardInterrupt:
         print("make demo: interrupted; services stopped", file=sys.stderr)
         return 130

@@ -30,11 +30,13 @@ def select_lima_1k(
     by: str = "quality_probe",
     probe: str | None = None,
     judge_labels: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Select ``n`` records from ``source`` (a run directory or a dataset) for quality and diversity."""
     spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by)
     score_spec = ScoreSpec(probe=probe)
-    writer = RunWriter(out, "select-lima-1k", {"source": source, "select": spec.model_dump(), "probe": probe})
+    plan = {"source": source, "select": spec.model_dump(), "probe": probe}
+    writer = RunWriter(out, "select-lima-1k", plan, overwrite=overwrite)
     clock = StageClock()
     try:
         with clock("ingest"):

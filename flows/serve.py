@@ -23,8 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 POOL = "curate-process"
 
 
+# SQLite under load (a busy 2-core machine): wait for the lock instead of failing a worker heartbeat with
+# "database is locked" (Prefect's defaults are 10 s and 5 s; it already runs SQLite in WAL mode).
+SQLITE_UNDER_LOAD = {"PREFECT_SERVER_DATABASE_TIMEOUT": "60", "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30"}
+
+
 def environment(port: int, home: Path | None = None) -> dict[str, str]:
     return {
+        **SQLITE_UNDER_LOAD,
         **os.environ,
         "PREFECT_HOME": str(home or ROOT / ".prefect"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
@@ -76,14 +82,18 @@ def services(port: int = 4200, home: Path | None = None) -> Iterator[Services]:
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         print(f"starting a Prefect server on http://127.0.0.1:{port} (PREFECT_HOME={env['PREFECT_HOME']})", flush=True)
+        server_log = open(Path(env["PREFECT_HOME"]) / "server.log", "ab")  # noqa: SIM115 - lives with the server
         started.append(
             subprocess.Popen(
                 _prefect("server", "start", "--host", "127.0.0.1", "--port", str(port)),
                 env=env,
                 cwd=ROOT,
                 start_new_session=True,
+                stdout=server_log,
+                stderr=subprocess.STDOUT,
             )
         )
+        print(f"  server log: {server_log.name}", flush=True)
         wait_healthy(port)
         subprocess.run(
             _prefect("work-pool", "create", POOL, "--type", "process", "--overwrite"),
@@ -92,12 +102,17 @@ def services(port: int = 4200, home: Path | None = None) -> Iterator[Services]:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        subprocess.run(
+        deployed = subprocess.run(
             _prefect("--no-prompt", "deploy", "--all", "--prefect-file", str(ROOT / "prefect.yaml")),
             env=env,
             cwd=ROOT,
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if deployed.returncode != 0:
+            print(deployed.stdout[-3000:] + deployed.stderr[-3000:], file=sys.stderr)
+            raise RuntimeError("prefect deploy failed; its output is above")
+        print(f"  deployments from {ROOT / 'prefect.yaml'} registered; work pool {POOL}", flush=True)
         started.append(
             subprocess.Popen(_prefect("worker", "start", "--pool", POOL), env=env, cwd=ROOT, start_new_session=True)
         )

@@ -56,3 +56,31 @@ def test_self_instruct_deployment_entry() -> None:
     assert entry["parameters"]["seeds"] == "alpaca-seed-tasks"
     source = (ROOT / "flows" / "self_instruct.py").read_text()
     assert '@flow(name="self-instruct"' in source
+
+
+def test_the_official_openai_client_streams_chat_and_text(lm_server) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=lm_server.base_url, api_key="unused", timeout=120)
+    assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct"]
+    messages = [{"role": "user", "content": "Name three colors."}]
+    whole = client.chat.completions.create(model="m", messages=messages, max_tokens=12, temperature=0)
+    streamed = client.chat.completions.create(
+        model="m", messages=messages, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    pieces, finish, usage = [], None, None
+    for chunk in streamed:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    text = whole.choices[0].message.content
+    assert text and "".join(pieces) == text and len([p for p in pieces if p]) > 1
+    assert finish == whole.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
+
+    plain = client.completions.create(model="m", prompt="The sky is", max_tokens=8, temperature=0)
+    chunks = list(client.completions.create(model="m", prompt="The sky is", max_tokens=8, temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == plain.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == plain.choices[0].finish_reason

@@ -27,9 +27,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose value may itself start with "-" (a delimiter line such as ------): argparse would read the
+# value as an option, so "--delimiter ------" is joined into "--delimiter=------" before parsing.
+DASH_VALUED = ("--delimiter",)
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        if items[i] in DASH_VALUED and i + 1 < len(items) and items[i + 1].startswith("-"):
+            out.append(f"{items[i]}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(items[i])
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None, run: Callable[[argparse.Namespace], None] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     try:
         (run or args.func)(args)
     except UsageError as exc:

@@ -40,7 +40,15 @@ def cmd_self_instruct(args: argparse.Namespace) -> None:
     invocation = shlex.join(["curate", *sys.argv[1:]])
     try:
         manifest, stats = grow(
-            args.seeds, generator, config, args.out, args.backend, novelty, invocation, progress=not args.quiet
+            args.seeds,
+            generator,
+            config,
+            args.out,
+            args.backend,
+            novelty,
+            invocation,
+            progress=not args.quiet,
+            overwrite=args.overwrite,
         )
     except UpToDate:
         return up_to_date(args.out)
@@ -73,6 +81,7 @@ def register(sub) -> None:
     p.add_argument("--n", type=int, default=200, help="accepted tasks to reach (200)")
     p.add_argument("--backend", choices=["local", "openai"], default="local", help="in-process HF LM or an endpoint")
     p.add_argument("--out", default="runs/self-instruct", metavar="RUN", help="run directory (runs/self-instruct)")
+    p.add_argument("--overwrite", action="store_true", help="replace a curate run of other inputs or parameters")
     p.add_argument("--seed", type=int, default=0, help="seed for example sampling and generation")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     g = p.add_argument_group("generation")

@@ -25,6 +25,7 @@ def input_options(parser: argparse.ArgumentParser) -> None:
 def export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     parser.add_argument("--max-shard-rows", type=int, default=100_000, help="rows per Parquet shard at most")
+    parser.add_argument("--overwrite", action="store_true", help="replace a curate run of other inputs or parameters")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -49,7 +50,8 @@ def run_writer(args: argparse.Namespace, command: str, plan: dict):
     from curate.run.pipeline import ExportOptions, RunWriter
 
     invocation = shlex.join(["curate", *sys.argv[1:]])
-    return RunWriter(args.out, command, plan, ExportOptions(max_shard_rows=args.max_shard_rows), invocation)
+    export = ExportOptions(max_shard_rows=args.max_shard_rows)
+    return RunWriter(args.out, command, plan, export, invocation, overwrite=args.overwrite)
 
 
 def start(args: argparse.Namespace, command: str, plan: dict):

@@ -21,7 +21,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from curate.run.funnel import summary
 
     out = args.out or f"runs/{args.flow}"
-    scale = {"dask": args.dask, "shard_rows": args.shard_rows}
+    scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":
         from flows.curate_pretrain import curate_pretrain
 
@@ -53,6 +53,7 @@ def register(sub) -> None:
     p.add_argument("flow", choices=["curate-alpaca", "curate-pretrain"])
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="input (curate-alpaca default: alpaca)")
     p.add_argument("--out", help="run directory (default runs/FLOW)")
+    p.add_argument("--overwrite", action="store_true", help="replace a curate run of other inputs or parameters")
     p.add_argument("--recipe", metavar="YAML", help="recipe (default curate/recipes/FLOW.yaml)")
     p.add_argument("--keep", type=int, help="curate-alpaca: records the main selection keeps (recipe default 9000)")
     p.add_argument("--text-field", help="curate-pretrain: the field of JSONL/Parquet rows that holds the text")

@@ -71,6 +71,9 @@ class Block:
         return [Row(self.path, self.lines.at(i), i, self.values[i]) for i in range(start, min(stop, len(self.values)))]
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def split_suffixes(path: Path) -> tuple[str | None, str]:
     """Return (compression, file kind) from a name like ``x.jsonl.zst``."""
     suffixes = [s.lower() for s in path.suffixes]
@@ -113,9 +116,13 @@ def read_jsonl(path: Path, compression: str | None) -> Iterator[Row]:
     name = str(path)
     with open_binary(path, compression) as stream:
         index = 0
+        blank = True
         for line_no, raw in enumerate(stream, start=1):
+            if line_no == 1 and raw.startswith(BOM):
+                raw = raw[len(BOM) :]  # a UTF-8 byte order mark, as Windows tools write
             if not raw.strip():
                 continue
+            blank = False
             if line_no == 1 and b"\x00" in raw[:4096]:
                 raise InputError(f"{name}:1", "binary data, not JSON lines")
             text, error = _decode(raw, name, line_no)
@@ -146,6 +153,8 @@ def read_jsonl(path: Path, compression: str | None) -> Iterator[Row]:
                             raw=text.rstrip("\n"),
                         )
             index += 1
+        if blank:
+            raise InputError(f"{name}:1", "file holds only blank lines, no records")
 
 
 def _line_starts(text: str) -> list[int]:
@@ -203,6 +212,8 @@ def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
         data = stream.read(WHOLE_FILE_LIMIT + 1)
         if len(data) > WHOLE_FILE_LIMIT:
             raise InputError(name, "JSON array larger than 256 MiB: convert it to JSON lines to stream it")
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
     start = _LEADING_WS.match(data).end()
     first = data[start : start + 1]
     if first == b"{":
@@ -212,9 +223,10 @@ def read_json(path: Path, compression: str | None) -> Iterator[Row | Block]:
         raise InputError(f"{name}:1", "not JSON: a .json file must hold an array of records or JSON lines")
     try:
         values = orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         list(_array_elements(_decode_whole(data, name), name))  # raises naming the failing line
-        raise
+        line = data.count(b"\n", 0, exc.pos) + 1 if exc.pos is not None else 1
+        raise InputError(f"{name}:{line}", f"malformed JSON: {exc.msg} (after the array's end)") from None
     table = _LazyLines(data, name)
     if all(type(v) is dict for v in values):
         yield Block(name, values, table)
@@ -392,11 +404,38 @@ def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text"
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}:1", "file is empty")
     if kind == "jsonl":
-        return read_jsonl(path, compression)
-    if kind == "json":
-        return read_json(path, compression)
-    if kind == "parquet":
-        return read_parquet(path, compression)
-    if kind == "csv":
-        return read_csv(path, compression)
-    return read_text(path, compression, delimiter, text_field)
+        rows = read_jsonl(path, compression)
+    elif kind == "json":
+        rows = read_json(path, compression)
+    elif kind == "parquet":
+        rows = read_parquet(path, compression)
+    elif kind == "csv":
+        rows = read_csv(path, compression)
+    else:
+        rows = read_text(path, compression, delimiter, text_field)
+    return _whole(rows, path) if compression else rows
+
+
+def _zstd_error() -> type[Exception]:
+    try:
+        import zstandard
+    except ImportError:
+        return OSError
+    return zstandard.ZstdError
+
+
+def _whole(rows: Iterator[Row | Block], path: Path) -> Iterator[Row | Block]:
+    """Rows of a compressed file; a stream that ends early or is corrupt is an error, never a
+    silently shorter input."""
+    import zlib
+
+    line = 0
+    try:
+        for row in rows:
+            if isinstance(row, Row) and isinstance(row.line, int):
+                line = row.line
+            yield row
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, _zstd_error()) as exc:
+        raise InputError(
+            f"{path}:{line + 1}", f"compressed data is truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from None

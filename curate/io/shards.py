@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.errors import CurateError
 from curate.io.atomic import TMP_MARK, atomic_path, sha256_file
 
 COMPRESSION = "zstd"
@@ -58,6 +60,16 @@ class StreamingParquet:
             return
         self._writer.close()
         self._tmp.replace(self.path)
+
+
+SHARD_NAME = re.compile(r"^[a-z]+-\d{5}-of-\d{5}\.parquet$")
+
+
+def foreign_files(folder: Path) -> list[Path]:
+    """What a shard folder holds besides curate's shards: a swap of the folder would lose it."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not SHARD_NAME.match(p.name))
 
 
 class ShardWriter:
@@ -125,6 +137,9 @@ class ShardWriter:
             final = self.staging / f"{self.split}-{i:05d}-of-{total:05d}.parquet"
             path.rename(final)
             self._written[i] = (final, rows)
+        foreign = foreign_files(self.folder)
+        if foreign:
+            raise CurateError(f"{foreign[0]} was not written by curate; move it away (curate deletes only its own)")
         old = self.folder.with_name(f"{TMP_MARK}old-{self.folder.name}")
         if self.folder.exists():
             self.folder.rename(old)

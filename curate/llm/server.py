@@ -12,6 +12,11 @@ after the first), so concurrent clients such as ``curate self-instruct --concurr
 throughput of the in-process backend. Like OpenAI's, ``seed`` is best effort: a request alone
 (or with ``--max-batch 1``) is reproducible; in a batch its sample also depends on its
 batch-mates. Each response names its batch size in the ``x-curate-batch-size`` header.
+
+``stream: true`` is answered with server-sent events in OpenAI's chunk format (a role chunk,
+content chunks, a final chunk with the finish reason, usage when ``stream_options.include_usage``
+asks for it, then ``[DONE]``). The answer is generated whole in its batch and then sent in
+chunks, so streaming changes the wire format, not the time to the first token.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
 
 
 @dataclass
@@ -140,17 +146,28 @@ def create_app(lm: Any, max_batch: int = 16, window: float = 0.02) -> Any:
     def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": served, "object": "model", "owned_by": "curate", "created": 0}]}
 
-    async def answer(prompt: Any, body: dict[str, Any], response: Response, kind: str, choice: Any) -> dict[str, Any]:
-        """Generate through the batcher and wrap the choices in OpenAI's envelope for ``kind``."""
+    async def answer(prompt: Any, body: dict[str, Any], response: Response, kind: str, choice: Any) -> Any:
+        """Generate through the batcher and wrap the choices in OpenAI's envelope for ``kind``
+        (or, with ``stream``, in its server-sent chunks)."""
         import anyio
 
+        stream = bool(body.get("stream"))
         choices, size = await anyio.to_thread.run_sync(batcher.submit, prompt, sampling(body))
-        response.headers["x-curate-batch-size"] = str(size)
-        return {
+        envelope = {
             "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex[:12]}",
             "object": kind,
             "created": int(time.time()),
             "model": body.get("model") or served,
+        }
+        if stream:
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = sse_events(envelope, kind, choices, usage(choices) if include_usage else None)
+            return StreamingResponse(
+                iter(events), media_type="text/event-stream", headers={"x-curate-batch-size": str(size)}
+            )
+        response.headers["x-curate-batch-size"] = str(size)
+        return {
+            **envelope,
             "choices": [{"index": i, **choice(c), "finish_reason": c.finish_reason} for i, c in enumerate(choices)],
             "usage": usage(choices),
         }
@@ -177,6 +194,34 @@ def create_app(lm: Any, max_batch: int = 16, window: float = 0.02) -> Any:
         return await answer(prompt, body, response, "text_completion", lambda c: {"text": c.text, "logprobs": None})
 
     return app
+
+
+def text_pieces(text: str) -> list[str]:
+    """The answer cut into word-sized pieces (each with its leading space), as a stream sends it."""
+    import re
+
+    return re.findall(r"\s*\S+|\s+$", text) or [""]
+
+
+def sse_events(envelope: dict[str, Any], kind: str, choices: list[Any], usage: dict[str, int] | None) -> list[str]:
+    """OpenAI's streaming wire format for finished choices: ``data: {chunk}`` lines, then ``[DONE]``."""
+    import json
+
+    chat = kind == "chat.completion"
+    head = {**envelope, "object": "chat.completion.chunk" if chat else "text_completion"}
+    chunks: list[dict[str, Any]] = []
+    for i, c in enumerate(choices):
+        if chat:
+            chunks.append({"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+        for piece in text_pieces(c.text):
+            delta = {"delta": {"content": piece}} if chat else {"text": piece, "logprobs": None}
+            chunks.append({"index": i, **delta, "finish_reason": None})
+        end = {"delta": {}} if chat else {"text": "", "logprobs": None}
+        chunks.append({"index": i, **end, "finish_reason": c.finish_reason})
+    events = [{**head, "choices": [chunk]} for chunk in chunks]
+    if usage is not None:
+        events.append({**head, "choices": [], "usage": usage})
+    return [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
 
 
 def serve(

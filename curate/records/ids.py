@@ -56,6 +56,8 @@ def content_id(
 
 def content_ids(frame: pl.DataFrame) -> pl.Series:
     """:func:`content_id` for every row of a record frame, canonicalizing column-wise."""
+    if frame.height == 0:
+        return pl.Series(ID, [], dtype=pl.String)
     is_text = frame[KIND] == KIND_TEXT
     sep = pl.lit(_SEP)
     canon = pl.DataFrame({KIND: frame[KIND]})

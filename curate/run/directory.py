@@ -10,6 +10,10 @@
 The manifest is written last and atomically: it is the commit point. A run killed before
 that leaves only temp files, which the next open removes, and the rerun starts the command
 again from its inputs.
+
+curate writes only into folders it owns: a new or empty folder (which it marks with
+``RUN/.curate-run`` before writing anything) or an earlier curate run. Any other folder is
+refused, and files curate did not write are never deleted.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.io.atomic import TMP_MARK, clean_partial, sha256_file, write_json
-from curate.io.shards import file_record, read_parquet_files
+from curate.io.shards import file_record, foreign_files, read_parquet_files
 
 MANIFEST = "manifest.json"
+MARKER = ".curate-run"
 FORMAT = "curate-run/1"
 _PACKAGES = (
     "curate",
@@ -70,11 +75,32 @@ class RunDir:
     def is_run(path: Path | str) -> bool:
         return (Path(path) / MANIFEST).is_file()
 
-    def prepare(self) -> None:
-        """Create the folder and clear what a killed run left, restoring data swapped out mid-way."""
+    @staticmethod
+    def owned(path: Path | str) -> bool:
+        """True for a folder curate wrote: a committed run, or one it marked before a kill."""
+        return (Path(path) / MANIFEST).is_file() or (Path(path) / MARKER).is_file()
+
+    def claim(self) -> None:
+        """Make the folder ours, or refuse it: curate never writes into a user's folder."""
         if self.root.exists() and not self.root.is_dir():
             raise CurateError(f"{self.root} exists and is not a directory")
+        if self.root.exists() and not self.owned(self.root) and any(self.root.iterdir()):
+            raise CurateError(
+                f"{self.root} exists, is not empty and is not a curate run directory; "
+                "curate writes only into a new or empty folder or an earlier run (choose another --out)"
+            )
+        foreign = foreign_files(self.data_dir)
+        if foreign:
+            raise CurateError(
+                f"{foreign[0]} was not written by curate; move it out of {self.root} (curate deletes only its own)"
+            )
         self.root.mkdir(parents=True, exist_ok=True)
+        if not (self.root / MARKER).exists():
+            write_json(self.root / MARKER, {"format": FORMAT}, durable=False)
+
+    def prepare(self) -> None:
+        """Claim the folder and clear what a killed run left, restoring data swapped out mid-way."""
+        self.claim()
         old = self.root / f"{TMP_MARK}old-data"
         if old.exists() and not self.data_dir.exists():
             old.rename(self.data_dir)
@@ -130,13 +156,21 @@ class RunDir:
         return file_record(path, self.root, rows=rows)
 
     def remove_stale(self, keep: set[str]) -> None:
-        """Drop reject/annotation files of stages no longer in the manifest."""
+        """Drop the reject/annotation files the previous manifest listed and this one does not.
+
+        Only files curate itself listed are removed; anything else in the folder stays.
+        """
+        if not self.manifest_path.exists():
+            return
+        try:
+            previous = self.manifest()["outputs"]
+        except CurateError:
+            return
         for group in ("rejects", "annotations"):
-            folder = self.root / group
-            if folder.exists():
-                for path in folder.glob("*.parquet"):
-                    if str(path.relative_to(self.root)) not in keep:
-                        path.unlink()
+            for entry in previous.get(group, []):
+                path = self.root / entry["path"]
+                if entry["path"] not in keep and path.is_file():
+                    path.unlink()
 
     def copy_history_from(self, other: RunDir) -> dict[str, Any]:
         """Start this run from another run's stages: copy its rejects and annotations."""

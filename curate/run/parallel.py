@@ -9,17 +9,36 @@ here, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Spawned workers re-run the user's ``__main__`` script unless it is guarded by
+    ``if __name__ == "__main__"``; ours need only curate's functions, so the script is hidden
+    from them while the pool runs (a ten-line script of the Python API needs no guard)."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None or not hasattr(main, "__file__"):
+        yield
+        return
+    path = main.__file__
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _run_chunk(function: Callable[[str], T], texts: list[str]) -> list[T]:
@@ -45,7 +64,10 @@ def map_distinct(
         chunks = [distinct[start : start + size] for start in range(0, len(distinct), size)]
         context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
+            with (
+                _main_script_hidden(),
+                ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool,
+            ):
                 results = [row for rows in pool.map(partial(_run_chunk, function), chunks) for row in rows]
         except BrokenProcessPool as exc:
             warnings.warn(f"{label}: process pool failed ({exc}); running in one process", stacklevel=2)

@@ -54,9 +54,11 @@ class RunWriter:
         export: ExportOptions | None = None,
         invocation: str | None = None,
         checkpoints: bool = False,
+        overwrite: bool = False,
     ) -> None:
         self.run = RunDir(out)
         self.checkpoints = checkpoints
+        self.overwrite = overwrite
         self._restored: list[str] = []
         self.command = command
         self.export_options = export or ExportOptions()
@@ -97,7 +99,14 @@ class RunWriter:
             old = self.run.manifest()
         except CurateError:
             return False
-        return old.get("fingerprint") == self._set_fingerprint(input_fingerprints()) and not self.run.verify()
+        if old.get("fingerprint") == self._set_fingerprint(input_fingerprints()) and not self.run.verify():
+            return True
+        if not self.overwrite:
+            raise CurateError(
+                f"{self.run.root} already holds a curate run of other inputs or parameters "
+                f"({old.get('command')}); pass --overwrite to replace it, or choose another --out"
+            )
+        return False
 
     def open_input(self, specs: list[str], options: IngestOptions, progress: bool = True) -> pl.DataFrame:
         """Records to work on: an earlier run's kept records, or ``specs`` ingested now.
@@ -199,10 +208,12 @@ class RunWriter:
 
     def _continue(self, source: RunDir) -> pl.DataFrame:
         previous = source.manifest()
+        same = source.root.resolve() == self.run.root.resolve()
+        # Naming a run as both input and --out asks to rewrite it in place: no --overwrite needed.
+        self.overwrite = self.overwrite or same
         if self.up_to_date(lambda: _parent_hashes(previous)):
             raise UpToDate(self.run)
         records = source.records()
-        same = source.root.resolve() == self.run.root.resolve()
         self.run.prepare()
         if not same:
             self.run.copy_history_from(source)
@@ -231,7 +242,12 @@ class RunWriter:
         import copy
 
         other = RunWriter(
-            out, command, {**plan, "branch_of": self.plan}, self.export_options, self.manifest["invocation"]
+            out,
+            command,
+            {**plan, "branch_of": self.plan},
+            self.export_options,
+            self.manifest["invocation"],
+            overwrite=self.overwrite,
         )
         other.run.prepare()
         for group in ("rejects", "annotations"):

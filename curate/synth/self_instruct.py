@@ -657,6 +657,7 @@ def grow(
     novelty: NoveltyEmbedder | None = None,
     invocation: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run self-instruct into the run directory ``out``; returns (manifest, stats).
 
@@ -672,7 +673,7 @@ def grow(
         raise CurateError(f"{seeds_spec}: no seed tasks read")
     extra = {"api": getattr(generator, "api", None), "novelty": novelty.name if novelty else None}
     plan = {"seeds": seeds_spec, "backend": backend, "model": generator.model, "config": asdict(config), **extra}
-    writer = RunWriter(out, "self-instruct", plan, invocation=invocation)
+    writer = RunWriter(out, "self-instruct", plan, invocation=invocation, overwrite=overwrite)
     writer.begin(job.inputs)
     hashes = [entry["sha256"] for entry in job.inputs]
     loop = SelfInstruct(

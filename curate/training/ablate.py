@@ -166,7 +166,9 @@ def ci_source(folder: Path, progress: bool = True) -> Path:
     source = folder / f"alpaca-{CI_SOURCE_RECORDS}.json"
     write_bytes(source, json.dumps(records, indent=1).encode())
     run = folder / f"alpaca-{CI_SOURCE_RECORDS}"
-    writer = RunWriter(run, "ingest", {"sources": [str(source)]}, invocation="curate ablate --preset ci")
+    writer = RunWriter(
+        run, "ingest", {"sources": [str(source)]}, invocation="curate ablate --preset ci", overwrite=True
+    )
     with contextlib.suppress(UpToDate):
         writer.ingest_streaming([str(source)], IngestOptions(format="alpaca", source="alpaca"), progress=progress)
     return run
@@ -212,7 +214,8 @@ def _materialize(arm: Arm, n: int | None, target: Path, progress: bool) -> Path:
     params = SelectParams(**values)
     if params.strategy == "diverse":
         raise CurateError(f"arm {arm.name}: make diverse selections with `curate select` and name that run")
-    writer = RunWriter(target, "select", {"input": [arm.run], "select": params.as_dict()}, invocation="curate ablate")
+    plan = {"input": [arm.run], "select": params.as_dict()}
+    writer = RunWriter(target, "select", plan, invocation="curate ablate", overwrite=True)
     try:
         records = writer.open_input([arm.run], IngestOptions(), progress=progress)
     except UpToDate:
