@@ -286,8 +286,8 @@ def step_batches(lengths: list[int], config: TrainConfig, start: int = 0) -> Ite
         epoch += 1
 
 
-def load_examples(run: str | Path, config: TrainConfig, tokenizer: Any) -> tuple[list[Example], dict[str, Any]]:
-    """The training examples of a run directory, minus any whose instruction is an eval prompt."""
+def training_records(run: str | Path, config: TrainConfig) -> tuple[Any, int]:
+    """The first ``limit`` records of a run directory minus those whose instruction is an eval prompt; how many went."""
     from curate.run.directory import RunDir
 
     if not RunDir.is_run(run):
@@ -297,16 +297,17 @@ def load_examples(run: str | Path, config: TrainConfig, tokenizer: Any) -> tuple
         records = records.head(config.limit)
     held_out = set(_normalized(eval_records()["instruction"]).to_list())
     contaminated = _normalized(records["instruction"]).is_in(list(held_out)) & (records["kind"] != "text")
-    records = records.filter(~contaminated.fill_null(False))
+    return records.filter(~contaminated.fill_null(False)), int(contaminated.sum())
+
+
+def load_examples(run: str | Path, config: TrainConfig, tokenizer: Any) -> tuple[list[Example], dict[str, Any]]:
+    """The training examples of a run directory, minus any whose instruction is an eval prompt."""
+    records, dropped = training_records(run, config)
     examples = []
     for record in records.iter_rows(named=True):
         prompt, response = prompt_and_response(record, config.template, tokenizer)
         examples.append(encode(prompt, response, tokenizer, config.max_len))
-    info = {
-        "run": str(run),
-        "records": records.height + int(contaminated.sum()),
-        "decontaminated": int(contaminated.sum()),
-    }
+    info = {"run": str(run), "records": records.height + dropped, "decontaminated": dropped}
     info["examples"] = len(examples)
     info["tokens"] = sum(e.length for e in examples)
     info["response_tokens"] = sum(e.length - e.prompt_len for e in examples)
@@ -533,13 +534,14 @@ def train(
     model, lm = build_model(config, device)
     device = lm.device
     tokenizer = lm.tokenizer
+    data_start = time.monotonic()
     examples, data = load_examples(run, config, tokenizer)
     if not examples:
         raise CurateError(f"{run} has no training examples (after removing evaluation prompts)")
     lengths = [e.length for e in examples]
     budget = token_budget(lengths, config)
     steps = total_steps(len(examples), config, lengths)
-    prepare_seconds = time.monotonic() - started
+    prepare_seconds = time.monotonic() - data_start
     cuda = device.startswith("cuda")
     if config.compile:
         model.get_base_model().get_decoder().compile(dynamic=True)
