@@ -156,7 +156,7 @@ def worker_trainer(args: argparse.Namespace) -> dict:
             steps,
             scratch,
             per_device_train_batch_size=batch_size,
-            group_by_length=True,
+            train_sampling_strategy="group_by_length",
             remove_unused_columns=False,
         )
         trainer = Trainer(model=model, args=TrainingArguments(**settings), train_dataset=rows, data_collator=collator)
