@@ -99,9 +99,9 @@ def _varlen_attention(query, key, value, cu_seq_lens, max_len: int, scaling: flo
     from torch.nn.attention.varlen import varlen_attn
 
     groups = query.shape[1] // key.shape[1]
-    q = query[0].transpose(0, 1)
-    k = key[0].repeat_interleave(groups, dim=0).transpose(0, 1)
-    v = value[0].repeat_interleave(groups, dim=0).transpose(0, 1)
+    q = query[0].transpose(0, 1).contiguous()
+    k = key[0].repeat_interleave(groups, dim=0).transpose(0, 1).contiguous()
+    v = value[0].repeat_interleave(groups, dim=0).transpose(0, 1).contiguous()
     out = varlen_attn(q, k, v, cu_seq_lens, cu_seq_lens, max_len, max_len, scale=scaling, window_size=(-1, 0))
     return out.unsqueeze(0)
 
