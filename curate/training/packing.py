@@ -115,7 +115,7 @@ def packed_attention(module, query, key, value, attention_mask, scaling=None, dr
     if query.is_cuda and _varlen_state["cuda"] != "off":
         try:
             out = _varlen_attention(query, key, value, cu_seq_lens, max(lengths), scaling)
-        except (RuntimeError, ImportError, NotImplementedError):
+        except (RuntimeError, ImportError, NotImplementedError, TypeError, ValueError):
             _varlen_state["cuda"] = "off"
         else:
             if _varlen_state["cuda"] == "untested":
