@@ -228,7 +228,7 @@ class Pipeline:
 
         spec = self.recipe.select
         scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
-        from scorers.probe import selection_vectors
+        from curate.selection.strategies import selection_vectors
 
         embedder = self.recipe.score.embedder if self.recipe.score else None
         vectors = selection_vectors(records, spec.params(), scores, embedder)

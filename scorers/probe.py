@@ -33,7 +33,7 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.io.atomic import sha256_file, write_bytes
-from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT, SOURCE_ID
+from curate.records.schema import ID, INSTRUCTION, OUTPUT, SOURCE_ID
 
 PROBES_DIR = Path(__file__).parent / "probes"
 DEFAULT_PROBE = PROBES_DIR / "alpagasus-accuracy.json"
@@ -83,32 +83,6 @@ class QualityProbe:
     def standardized(self, logits: np.ndarray) -> np.ndarray:
         """Logits on the scale of the probe's training rows (mean 0, std 1 there)."""
         return (logits - self.metrics["logit_mean"]) / self.metrics["logit_std"]
-
-
-def prompt_response(records: pl.DataFrame) -> pl.DataFrame:
-    """``id``, ``prompt`` (instruction, then input when there is one) and ``response`` (output)."""
-    instruction, given = pl.col(INSTRUCTION).fill_null(""), pl.col(INPUT).fill_null("")
-    return records.select(
-        ID,
-        pl.when(given != "").then(instruction + "\n\n" + given).otherwise(instruction).alias("prompt"),
-        pl.col(OUTPUT).fill_null("").alias("response"),
-    )
-
-
-def pair_vectors(records: pl.DataFrame, embedder: Any, cache: Any = None, progress: bool = False):
-    """Prompt and response embeddings (record order), from and into the cache (for diversity)."""
-    from curate.embed.encoder import embed_records
-
-    pairs = prompt_response(records)
-    prompt, _ = embed_records(pairs, embedder, "prompt", cache, progress)
-    response, _ = embed_records(pairs, embedder, "response", cache, progress)
-    return prompt, response
-
-
-def record_vectors(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
-    """One unit vector per record, the normalized sum of its prompt and response embeddings (for diversity)."""
-    both = prompt.astype(np.float32) + response.astype(np.float32)
-    return both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
 
 
 def read_labels(labels_path: Path | str) -> pl.DataFrame:
@@ -301,7 +275,6 @@ def probe_stage(
     """
     from curate.records.schema import empty_rejects
     from curate.run.progress import Progress
-    from curate.selection.strategies import response_words
     from curate.stages.result import StageResult
     from scorers.signals import SCALARS, signal_columns, signals
 
@@ -321,7 +294,7 @@ def probe_stage(
     annotations = pl.concat(parts) if parts else signal_columns(records, np.zeros((0, len(SCALARS))))
     columns = {column: pl.Series(1.0 / (1.0 + np.exp(-v)), dtype=pl.Float64) for column, v in logits.items()}
     standardized = {column: probes[column].standardized(v) for column, v in logits.items()}
-    words = response_words(records).to_numpy()
+    words = records[OUTPUT].fill_null("").str.count_matches(r"\S+").to_numpy()
     for spec in combine or []:
         score = combined_score(standardized, spec.weights, words, spec.min_response_words, f"score.combine.{spec.name}")
         columns[spec.name] = pl.Series(score, dtype=pl.Float64, nan_to_null=True)
@@ -365,19 +338,3 @@ def label_path(spec: str) -> Path:
             raise CurateError(f"judge labels {spec!r}: neither a file nor a dataset in the registry")
         path = catalog.resolve(dataset, check=False)
     return path
-
-
-def selection_vectors(records: pl.DataFrame, params: Any, scores: pl.DataFrame | None, embedder: str | None = None):
-    """Record vectors for a diversity strategy, computed for the records it needs (its candidates), zero
-    elsewhere; None when the strategy needs none. Embeddings come from and go into the default cache."""
-    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
-    from curate.selection.strategies import needs_vectors
-
-    positions = needs_vectors(records, params, scores)
-    if not positions.size:
-        return None
-    model = Embedder(EmbedSettings(model=embedder))
-    cache = EmbeddingCache(EmbeddingCache.default_root(), model.key(), model.dimension)
-    vectors = np.zeros((records.height, model.dimension), dtype=np.float32)
-    vectors[positions] = record_vectors(*pair_vectors(records[positions], model, cache))
-    return vectors

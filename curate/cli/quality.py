@@ -55,7 +55,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     import numpy as np
 
     from curate.io.shards import frame_vectors
-    from curate.selection.strategies import SelectParams, select
+    from curate.selection.strategies import SelectParams, needs_vectors, select
 
     params = SelectParams(
         strategy=args.strategy,
@@ -66,6 +66,7 @@ def cmd_select(args: argparse.Namespace) -> None:
         max_cosine=args.max_cosine,
         stratify=args.stratify,
         quota=args.quota,
+        candidates=args.candidates,
     )
     started = start(args, "select", {"select": params.as_dict()})
     if started is None:
@@ -83,7 +84,11 @@ def cmd_select(args: argparse.Namespace) -> None:
             from curate.embed.encoder import embed_records
 
             embedder, cache = embedder_from(args)
-            vectors, _ = embed_records(records, embedder, args.field, cache, progress=not args.quiet)
+            positions = needs_vectors(records, params, scores)  # with --candidates, only those
+            vectors = np.zeros((records.height, embedder.dimension), dtype=np.float32)
+            vectors[positions], _ = embed_records(
+                records[positions], embedder, args.field, cache, progress=not args.quiet
+            )
     result = select(records, params, scores=scores, vectors=vectors)
     if result.stats.get("mean_pairwise_cosine") is not None:
         st = result.stats
@@ -219,6 +224,7 @@ def register(sub) -> None:
     g.add_argument("--max-cosine", type=float, default=0.9, help="diverse: skip records this close to a chosen one")
     g.add_argument("--stratify", metavar="COLUMN", help="split --n over this column's values (source, category, ...)")
     g.add_argument("--quota", default="proportional", choices=["proportional", "equal"], help="how --stratify splits")
+    g.add_argument("--candidates", type=int, help="diverse/kcenter: choose among this many best by --by")
     embedding_options(p)
     finish_stage_parser(p)
 
@@ -235,6 +241,7 @@ def register(sub) -> None:
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N labels (quick checks)")
+    embedding_options(t)  # kept so existing commands still parse; the probes read no embeddings
     t.set_defaults(func=cmd_probe_train)
 
     p = stage_parser(

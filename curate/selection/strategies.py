@@ -396,3 +396,19 @@ def judge_rates(records: pl.DataFrame, chosen: np.ndarray, random_pick: np.ndarr
         "labelled_in_random": int(in_random.sum()),
         "positive_rate_in_random": rate(in_random),
     }
+
+
+def selection_vectors(records: pl.DataFrame, params: Any, scores: pl.DataFrame | None, embedder: str | None = None):
+    """Record vectors for a diversity strategy, computed for the records it needs (its candidates), zero
+    elsewhere; None when the strategy needs none. Embeddings come from and go into the default cache."""
+    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
+    from curate.embed.pairs import pair_vectors, record_vectors
+
+    positions = needs_vectors(records, params, scores)
+    if not positions.size:
+        return None
+    model = Embedder(EmbedSettings(model=embedder))
+    cache = EmbeddingCache(EmbeddingCache.default_root(), model.key(), model.dimension)
+    vectors = np.zeros((records.height, model.dimension), dtype=np.float32)
+    vectors[positions] = record_vectors(*pair_vectors(records[positions], model, cache))
+    return vectors
