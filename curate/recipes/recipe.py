@@ -106,10 +106,10 @@ class CombineSpec(_Strict):
 
 # The chosen weights (benchmarks/quality.py, nested 5-fold CV on the shared 20 % of both judges' labels):
 # the 9k maximizes the worse of the two judges' lifts in the top 17 %; the LIMA-style score the worse of
-# (accuracy lift, helpfulness lift / 2.5) in the top 2 %, among answers of 30 words or more.
+# (accuracy lift, helpfulness lift / 2.5) among the 2,000 best (the candidates), answers of 30 words or more.
 DEFAULT_COMBINE = [
     CombineSpec(name="quality_score", weights={"quality_probe": 0.6, "helpfulness_probe": 0.4}, min_response_words=5),
-    CombineSpec(name="lima_score", weights={"quality_probe": 0.5, "helpfulness_probe": 0.5}, min_response_words=30),
+    CombineSpec(name="lima_score", weights={"quality_probe": 0.55, "helpfulness_probe": 0.45}, min_response_words=30),
 ]
 
 
