@@ -235,13 +235,13 @@ def curate_alpaca(
         "judge_labels": judge_labels,
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
-    export = ExportOptions(max_shard_rows=max_shard_rows)
+    export_options = ExportOptions(max_shard_rows=max_shard_rows)
     invocation = shlex.join(
         ["curate", "run", "curate-alpaca", *sources, "--out", str(out)]
         + (["--recipe", recipe] if recipe else [])
         + (["--keep", str(keep_n)] if keep_n is not None else [])
     )
-    writer = RunWriter(out, "curate-alpaca", plan, export, invocation, checkpoints=True, overwrite=overwrite)
+    writer = RunWriter(out, "curate-alpaca", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)

@@ -66,13 +66,13 @@ def curate_pretrain(
         "index": near_index,
         "filters": [step.model_dump() for step in spec.filters],
     }
-    export = ExportOptions(max_shard_rows=max_shard_rows)
+    export_options = ExportOptions(max_shard_rows=max_shard_rows)
     invocation = shlex.join(
         ["curate", "run", "curate-pretrain", *sources, "--out", str(out)]
         + (["--recipe", recipe] if recipe else [])
         + (["--text-field", text_field] if text_field else [])
     )
-    writer = RunWriter(out, "curate-pretrain", plan, export, invocation, checkpoints=True, overwrite=overwrite)
+    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)
