@@ -22,7 +22,7 @@ from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
-from flows.curate_alpaca import card, clean
+from flows.curate_alpaca import card, clean, export
 from flows.report import StageClock, close_run, print_result
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
