@@ -61,14 +61,23 @@ def filter(records: pl.DataFrame, use: str, name: str | None = None, **params: A
     return run_filter(records, get("filter", use)(**params), name or use)
 
 
-def score(records: pl.DataFrame, probe: str | None = None, embedder: str | None = None) -> StageResult:
-    """The quality probe's annotations: ``quality_probe``, ``coherence``, ``response_tokens``."""
-    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
-    from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
+def score(
+    records: pl.DataFrame,
+    probe: str | None = None,
+    embedder: str | None = None,
+    helpfulness_probe: str | None = None,
+    combine: list[Any] | None = None,
+) -> StageResult:
+    """The quality stage's annotations: ``quality_probe``, ``helpfulness_probe``, the label-free signals,
+    the combined scores (``quality_score``, ``lima_score``; ``combine``: the recipe's, default
+    :data:`curate.recipes.recipe.DEFAULT_COMBINE`) and ``response_tokens``."""
+    from curate.embed.encoder import Embedder, EmbedSettings
+    from curate.recipes.recipe import ScoreSpec
+    from scorers.probe import load_probes, probe_stage
 
+    spec = ScoreSpec(probe=probe, helpfulness_probe=helpfulness_probe, **({"combine": combine} if combine else {}))
     model = Embedder(EmbedSettings(model=embedder))
-    cache = EmbeddingCache(EmbeddingCache.default_root(), model.key(), model.dimension)
-    return probe_stage(records, QualityProbe.load(probe or DEFAULT_PROBE), model, cache)
+    return probe_stage(records, load_probes(spec.probe_paths()), spec.combine, model)
 
 
 def select(
@@ -167,10 +176,11 @@ class Pipeline:
 
         return self._update(filters=[*self.recipe.filters, FilterSpec(use=use, name=name, params=params)])
 
-    def score(self, probe: str | None = None, embedder: str | None = None) -> Pipeline:
+    def score(self, probe: str | None = None, embedder: str | None = None, **spec: Any) -> Pipeline:
+        """The quality stage; ``spec``: the other :class:`curate.recipes.recipe.ScoreSpec` keys (combine, ...)."""
         from curate.recipes.recipe import ScoreSpec
 
-        return self._update(score=ScoreSpec(probe=probe, embedder=embedder))
+        return self._update(score=ScoreSpec(probe=probe, embedder=embedder, **spec))
 
     def select(self, strategy: str, n: int | None = None, name: str = "selection", **params: Any) -> Pipeline:
         from curate.recipes.recipe import SelectSpec
@@ -211,7 +221,9 @@ class Pipeline:
         for step in r.filters:
             stages.append(lambda x, s=step: filter(x, s.use, s.name, **s.params))
         if r.score:
-            stages.append(lambda x: score(x, r.score.probe, r.score.embedder))
+            stages.append(
+                lambda x: score(x, r.score.probe, r.score.embedder, r.score.helpfulness_probe, r.score.combine)
+            )
         if r.select:
             stages.append(lambda x: self._select(writer, x))
         return stages
@@ -221,13 +233,8 @@ class Pipeline:
 
         spec = self.recipe.select
         scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
-        vectors = None
-        if spec.strategy in ("diverse", "kcenter"):
-            from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
-            from scorers.probe import pair_vectors, record_vectors
+        from curate.selection.strategies import selection_vectors
 
-            embedder = self.recipe.score.embedder if self.recipe.score else None
-            model = Embedder(EmbedSettings(model=embedder))
-            cache = EmbeddingCache(EmbeddingCache.default_root(), model.key(), model.dimension)
-            vectors = record_vectors(*pair_vectors(records, model, cache))
+        embedder = self.recipe.score.embedder if self.recipe.score else None
+        vectors = selection_vectors(records, spec.params(), scores, embedder)
         return choose(records, spec.params(), scores=scores, vectors=vectors)

@@ -433,6 +433,49 @@ def _body(
     return "\n".join(out)
 
 
+def _quality_lines(params: dict[str, Any]) -> list[str]:
+    """The quality stage: each probe's cross-validated metrics, the signals and the combined scores' weights."""
+    probes = params.get("probes") or {"quality_probe": {"metrics": params.get("probe_metrics", {})}}
+    rows = [
+        [
+            f"`{column}`",
+            p.get("model", ""),
+            p["metrics"].get("labels"),
+            p["metrics"].get("base_rate"),
+            p["metrics"].get("cv_auc"),
+            p["metrics"].get("precision_top10pct"),
+            p["metrics"].get("length_only_auc"),
+        ]
+        for column, p in probes.items()
+    ]
+    out = [
+        "Every record that reached the `quality` stage carries, in `annotations/quality.parquet`, one judge-distilled "
+        "probe per judge (the probability that the judge rates it 4.5 or more), the label-free signals "
+        "`instruction_complexity`, `coherence` (prompt-response word-vector cosine), `degenerate` (a bare number or "
+        "word where an explanation was asked for, a copy of the input, or a self-repeating answer), `repetition` "
+        "and `response_tokens`, and the combined scores.",
+        "",
+        _table(["probe", "judge", "labels", "base rate", "CV ROC AUC", "precision top 10 %", "length-only AUC"], rows),
+        "",
+    ]
+    combine = params.get("combine") or []
+    if combine:
+        out += [
+            "Combined scores (sum of weight x standardized probe logit; null, ranked last, under the length floor). "
+            "The weights are recipe parameters chosen by nested cross-validation on the shared labels:",
+            "",
+            _table(
+                ["score", "weights", "min response words"],
+                [
+                    [f"`{c['name']}`", ", ".join(f"{k} {v}" for k, v in c["weights"].items()), c["min_response_words"]]
+                    for c in combine
+                ],
+            ),
+            "",
+        ]
+    return out
+
+
 def _selection_section(manifest: dict[str, Any]) -> list[str]:
     """Scores and the selection beside a random selection of the same size (from the stage stats)."""
     stages = {stage["name"]: stage for stage in manifest["stages"]}
@@ -442,20 +485,13 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
         return ["Scores: no quality score has been computed for this set yet.", ""]
     out = ["### Quality scores and selection", ""]
     if quality is not None:
-        metrics = quality["params"].get("probe_metrics", {})
-        out += [
-            "Every record that reached the `quality` stage carries `quality_probe` (the judge-distilled probe's "
-            "probability that an AlpaGasus-style judge rates it 4.5 or more), `coherence` (cosine of prompt and "
-            "response embeddings) and `response_tokens` in `annotations/quality.parquet`. The probe's "
-            f"cross-validated ROC AUC against the judge is {metrics.get('cv_auc')} (precision in its top 10 %: "
-            f"{metrics.get('precision_top10pct')} against a base rate of {metrics.get('base_rate')}; response "
-            f"length alone: AUC {metrics.get('length_only_auc')}).",
-            "",
-        ]
+        out += _quality_lines(quality["params"])
     report = (select or {}).get("stats", {}).get("report")
     if select is not None and report:
         params = select["params"]
         how = f"`{params.get('strategy')}`" + (f" by `{params['by']}`" if params.get("by") else "")
+        if params.get("candidates"):
+            how += f" among the {params['candidates']:,} best"
         out += [
             f"The `{select['name']}` stage kept {report['selected']:,} of {report['pool']:,} records ({how}); "
             f"beside it, a seeded random selection of the same size from the same pool:",
@@ -470,14 +506,47 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
                 q = block[which]
                 rows.append([label, which, q["p10"], q["p50"], q["p90"], q["mean"]])
         out += [_table(["", "set", "p10", "median", "p90", "mean"], rows), ""]
-        judge = report.get("judge")
-        if judge:
+        words = report["response_words"]
+        selected_median, pool_median = words["selected"]["p50"], words["pool"]["p50"]
+        if selected_median is not None and pool_median:
             out += [
-                f"Judge decisions exist for {judge['labelled_in_pool']:,} records of the pool (base rate "
-                f"{judge['base_rate']}). Inside the selection {judge['labelled_in_selection']:,} are labelled and "
-                f"{judge['positive_rate_in_selection']} of them are judge-positive; inside the random selection, "
-                f"{judge['positive_rate_in_random']}. These labels trained the probe, so the rate inside the "
-                "selection is in-sample and optimistic: the cross-validated figures above are the honest estimate.",
+                f"Response length: the selection's median is {selected_median:g} words, the pool's "
+                f"{pool_median:g} ({selected_median / pool_median:.2f} of it).",
+                "",
+            ]
+        if report.get("warning"):
+            out += [f"**Warning**: {report['warning']}.", ""]
+        judges = report.get("judges") or ({"judge": report["judge"]} if report.get("judge") else {})
+        if judges:
+            rows = [
+                [
+                    name,
+                    j["labelled_in_pool"],
+                    j["base_rate"],
+                    j["labelled_in_selection"],
+                    j["positive_rate_in_selection"],
+                    j.get("lift"),
+                    j["positive_rate_in_random"],
+                ]
+                for name, j in judges.items()
+            ]
+            out += [
+                "Judge decisions on the shared labelled rows, per judge (**in-sample**: these labels trained the "
+                "probes, so the rates inside the selection are optimistic; the nested cross-validated lifts of "
+                "`benchmarks/quality.py` are the honest estimate):",
+                "",
+                _table(
+                    [
+                        "judge",
+                        "labelled in pool",
+                        "base rate",
+                        "labelled in selection",
+                        "rate in selection",
+                        "lift",
+                        "rate in random",
+                    ],
+                    rows,
+                ),
                 "",
             ]
         stats = select.get("stats", {})

@@ -76,10 +76,11 @@ def _embedder(spec):
 
 @task(cache_policy=NONE, persist_result=False)
 def quality(writer: RunWriter, records, spec):
-    from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
+    """The judge probes, the label-free signals and the combined scores (progress with rate and ETA in the log)."""
+    from scorers.probe import load_probes, probe_stage
 
-    embedder, cache = _embedder(spec)
-    result = probe_stage(records, QualityProbe.load(spec.probe or DEFAULT_PROBE), embedder, cache)
+    embedder, _ = _embedder(spec)
+    result = probe_stage(records, load_probes(spec.probe_paths()), spec.combine, embedder, progress=True)
     get_run_logger().info("quality: %s", result.stats)
     return writer.add(result)
 
@@ -92,21 +93,27 @@ def ifd(writer: RunWriter, records, spec):
 
 
 def _selection_inputs(writer: RunWriter, records, spec, score_spec, labels: str | None):
-    """Scores, vectors (for diversity strategies) and judge labels for a selection."""
-    from scorers.probe import judge_labels, pair_vectors, record_vectors
+    """Scores, vectors (for diversity strategies: of the candidates only) and judge labels for a selection."""
+    from curate.selection.strategies import selection_vectors
+    from scorers.probe import judge_labels
 
     scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
-    vectors = None
-    if spec.strategy in ("diverse", "kcenter"):
-        embedder, cache = _embedder(score_spec)
-        vectors = record_vectors(*pair_vectors(records, embedder, cache))
-    judged = None
-    if labels:
-        try:
-            judged = judge_labels(labels)
-        except Exception as exc:  # the report is optional: a missing label file must not stop the run
-            get_run_logger().warning("judge labels %s not used: %s", labels, exc)
-    return scores, vectors, judged
+    vectors = selection_vectors(records, spec.params(), scores, score_spec.embedder if score_spec else None)
+    judged = {}
+    for name in (labels or "").split(","):
+        if name.strip():
+            try:
+                judged[name.strip()] = judge_labels(name.strip())
+            except Exception as exc:  # the report is optional: a missing label file must not stop the run
+                get_run_logger().warning("judge labels %s not used: %s", name, exc)
+    return scores, vectors, judged or None
+
+
+def _log_selection(name: str, result) -> None:
+    stats = {k: v for k, v in result.stats.items() if k not in ("report", "warning")}
+    get_run_logger().info("%s: %s", name, stats)
+    if result.stats.get("warning"):
+        get_run_logger().warning("%s: %s", name, result.stats["warning"])
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -118,7 +125,7 @@ def side_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
     branch = writer.branch(out, f"curate-alpaca/{spec.name}", {"select": spec.model_dump()})
     scores, vectors, judged = _selection_inputs(writer, records, spec, score_spec, labels)
     result = select(records, spec.params(), scores=scores, vectors=vectors, labels=judged)
-    get_run_logger().info("%s: %s", spec.name, {k: v for k, v in result.stats.items() if k != "report"})
+    _log_selection(spec.name, result)
     branch.manifest["name"] = spec.name
     branch.finish(branch.add(result))
     write_card(out)
@@ -130,7 +137,9 @@ def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
     from curate.selection.strategies import select
 
     scores, vectors, judged = _selection_inputs(writer, records, spec, score_spec, labels)
-    return writer.add(select(records, spec.params(), scores=scores, vectors=vectors, labels=judged))
+    result = select(records, spec.params(), scores=scores, vectors=vectors, labels=judged)
+    _log_selection(spec.name, result)
+    return writer.add(result)
 
 
 def clean(writer: RunWriter, sources, options, exact, near, near_index, steps, clock, dask, shard_rows: int):
@@ -184,7 +193,7 @@ def curate_alpaca(
     strict: bool = False,
     recipe: str | None = None,
     keep_n: int | None = None,
-    judge_labels: str | None = "alpagasus-claude-sample",
+    judge_labels: str | None = "alpagasus-claude-sample,alpagasus-helpfulness-sample",
     dask: str | None = None,
     shard_rows: int = 100_000,
     overwrite: bool = False,
@@ -193,8 +202,8 @@ def curate_alpaca(
 
     ``recipe`` (a YAML path) supplies the filters, the quality scorers and the selections; the
     default is curate/recipes/curate-alpaca.yaml. ``keep_n`` overrides the main selection's size;
-    ``judge_labels`` (registry name or path) are judge decisions used only to report the positive
-    rate inside the selection against the base rate (None: no report). ``dask`` runs the per-shard
+    ``judge_labels`` (registry names or paths, comma-separated) are judge decisions used only to report
+    each judge's positive rate inside the selection against the base rate (None: no report). ``dask`` runs the per-shard
     tasks on a Dask cluster (``tcp://host:8786`` or ``local:N``); neither it nor ``shard_rows``
     changes a byte of the outputs.
     """
@@ -203,7 +212,7 @@ def curate_alpaca(
     score_spec, main_spec = chosen_recipe.score, chosen_recipe.select
     if main_spec is not None and keep_n is not None:
         main_spec = main_spec.model_copy(update={"n": keep_n})
-    if sources and sources != ["alpaca"] and judge_labels == "alpagasus-claude-sample":
+    if sources and sources != ["alpaca"] and judge_labels and "alpagasus-" in judge_labels:
         judge_labels = None  # those labels name rows of alpaca_data.json only
     sources = sources or ["alpaca"]
     options = IngestOptions(strict=strict)

@@ -22,7 +22,7 @@ from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
-from flows.curate_alpaca import card, clean
+from flows.curate_alpaca import card, clean, export
 from flows.report import StageClock, close_run, print_result
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
@@ -66,13 +66,13 @@ def curate_pretrain(
         "index": near_index,
         "filters": [step.model_dump() for step in spec.filters],
     }
-    export = ExportOptions(max_shard_rows=max_shard_rows)
+    export_options = ExportOptions(max_shard_rows=max_shard_rows)
     invocation = shlex.join(
         ["curate", "run", "curate-pretrain", *sources, "--out", str(out)]
         + (["--recipe", recipe] if recipe else [])
         + (["--text-field", text_field] if text_field else [])
     )
-    writer = RunWriter(out, "curate-pretrain", plan, export, invocation, checkpoints=True, overwrite=overwrite)
+    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)

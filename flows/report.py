@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
@@ -84,9 +85,13 @@ def print_result(result: dict[str, Any]) -> None:
     import json
 
     from curate.run.directory import RunDir
-    from curate.run.funnel import summary
+    from curate.run.funnel import summary, warnings
 
     out = result["run"]
-    print(summary(RunDir(out).manifest(), out))
+    manifest = RunDir(out).manifest()
+    print(summary(manifest, out))
+    for name, path in sorted((manifest.get("selections") or {}).items()):
+        for line in warnings(RunDir(Path(out) / path).manifest(), name):
+            print(line)
     print(f"  card: {result['card']} (figures in {out}/figures/)")
     print("stage seconds: " + json.dumps(result["seconds"]))

@@ -1,7 +1,8 @@
 """The ``select-lima-1k`` flow: a LIMA-style 1k (quality and diversity) from any instruction run or source.
 
-Scores the records with the quality probe when the input has no ``quality_probe`` annotation yet,
-then selects with quality-weighted k-center greedy and exports the selection as its own run
+Scores the records with the quality stage (both judge probes and the combined scores) when the input has
+no ``by`` annotation yet, then selects with quality-weighted k-center greedy among the ``candidates`` best
+by ``lima_score`` (helpful long-form answers that stay accurate) and exports the selection as its own run
 directory with its card. The same as ``curate score`` followed by ``curate select --strategy kcenter``.
 """
 
@@ -27,13 +28,14 @@ def select_lima_1k(
     out: str = "runs/lima-1k",
     n: int = 1000,
     strategy: str = "kcenter",
-    by: str = "quality_probe",
+    by: str = "lima_score",
     probe: str | None = None,
     judge_labels: str | None = None,
+    candidates: int | None = 2000,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Select ``n`` records from ``source`` (a run directory or a dataset) for quality and diversity."""
-    spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by)
+    spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by, candidates=candidates)
     score_spec = ScoreSpec(probe=probe)
     plan = {"source": source, "select": spec.model_dump(), "probe": probe}
     writer = RunWriter(out, "select-lima-1k", plan, overwrite=overwrite)
@@ -41,7 +43,7 @@ def select_lima_1k(
     try:
         with clock("ingest"):
             records = ingest(writer, [source], IngestOptions())
-        if by == "quality_probe" and writer.annotation_column("quality_probe") is None:
+        if by != "response_words" and writer.annotation_column(by) is None:
             with clock("quality"):
                 records = quality(writer, records, score_spec)
         with clock("select"):

@@ -1,15 +1,23 @@
-"""The judge-distilled quality probe: a logistic regression on sentence embeddings.
+"""The judge-distilled probes: logistic regressions on label-free text signals, one per judge.
 
-An LLM judge is too slow to rate 52,000 records on a CPU; its decisions on a sample teach a
-cheap model that rates every record. Features (``FEATURES``): the embeddings of the prompt
-(instruction and input) and of the response, each on its own, their cosine (coherence: does the
-answer talk about what was asked), and the log lengths (characters) of instruction, input and
-output, standardized. The embedding block is regularized hard (``C`` = 0.0003: 768 dimensions
-against about a thousand positive labels overfit otherwise) and the four scalar signals are
-multiplied by ``SIGNAL_WEIGHT`` after standardization, so the penalty shrinks them 100 times less.
-The probe is a small JSON file (the standardization folded into one
-float32 weight vector, base64; training metrics; the labels' sha256), so it ships in the
-repository and ``curate probe train`` retrains it bit for bit on the same machine.
+An LLM judge is too slow to rate 52,000 records on a CPU; its decisions on a sample teach a cheap
+model that rates every record. There is one probe per judge (AlpaGasus's accuracy judge: the
+``quality_probe`` column; its helpfulness judge: ``helpfulness_probe``), all reading the same
+features (``FEATURES``, :mod:`scorers.signals`): the response's hashed word 1-2 grams (what the
+answer says) beside standardized scalar signals (informativeness as a hinge basis of log length,
+instruction complexity, coherence, degenerate and repetitive answers, structure). The features
+need no neural network, so the quality stage computes them once for all probes in seconds.
+
+A probe is a JSON file (the standardization folded into one float32 weight vector, base64;
+training metrics; the labels' sha256), so it ships in the repository and ``curate probe train``
+retrains it bit for bit on the same machine.
+
+The **combined score** (:func:`combined_score`) ranks records for a selection by a weighted sum
+of the probes' standardized logits, ``sum_j w_j (logit_j - mean_j) / std_j`` (mean and std of each
+probe's logit over its training rows, so the score does not depend on the pool), null (ranked
+last) where the response has fewer than ``min_response_words`` words. The weights are recipe
+parameters, chosen by :func:`choose_weights` on cross-validated logits, never on the rows a
+selection is scored on.
 """
 
 from __future__ import annotations
@@ -25,14 +33,16 @@ import polars as pl
 
 from curate.errors import CurateError
 from curate.io.atomic import sha256_file, write_bytes
-from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT, SOURCE_ID
+from curate.records.schema import ID, INSTRUCTION, OUTPUT, SOURCE_ID
 
-DEFAULT_PROBE = Path(__file__).parent / "probes" / "alpagasus-claude-minilm.json"
+PROBES_DIR = Path(__file__).parent / "probes"
+DEFAULT_PROBE = PROBES_DIR / "alpagasus-accuracy.json"
+HELPFULNESS_PROBE = PROBES_DIR / "alpagasus-helpfulness.json"
 SCORE = "quality_probe"
-FEATURES = "prompt-response-v2"
-LENGTH_FEATURES = ("log_chars_instruction", "log_chars_input", "log_chars_output")
-SIGNAL_WEIGHT = 10.0
-DEFAULT_C = 0.0003
+HELPFULNESS = "helpfulness_probe"
+DEFAULT_PROBES = {SCORE: DEFAULT_PROBE, HELPFULNESS: HELPFULNESS_PROBE}
+FEATURES = "text-hash-v1"
+DEFAULT_C = 1.0
 
 
 @dataclass
@@ -62,53 +72,17 @@ class QualityProbe:
             raise CurateError(f"{path}: probe features {probe.features!r}, this curate computes {FEATURES!r}")
         return probe
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        if features.shape[1] != len(self.weights):
-            raise CurateError(f"probe expects {len(self.weights)} features, got {features.shape[1]}")
-        return 1.0 / (1.0 + np.exp(-(features @ self.weights + self.bias)))
+    def logits(self, scalars: np.ndarray, hashed: Any) -> np.ndarray:
+        from scorers.signals import HASH_FEATURES
 
+        k = scalars.shape[1]
+        if len(self.weights) != k + HASH_FEATURES:
+            raise CurateError(f"probe expects {len(self.weights)} features, got {k + HASH_FEATURES}")
+        return scalars @ self.weights[:k] + hashed @ self.weights[k:] + self.bias
 
-def prompt_response(records: pl.DataFrame) -> pl.DataFrame:
-    """``id``, ``prompt`` (instruction, then input when there is one) and ``response`` (output)."""
-    instruction, given = pl.col(INSTRUCTION).fill_null(""), pl.col(INPUT).fill_null("")
-    return records.select(
-        ID,
-        pl.when(given != "").then(instruction + "\n\n" + given).otherwise(instruction).alias("prompt"),
-        pl.col(OUTPUT).fill_null("").alias("response"),
-    )
-
-
-def pair_vectors(records: pl.DataFrame, embedder: Any, cache: Any = None, progress: bool = False):
-    """Prompt and response embeddings (record order), from and into the cache."""
-    from curate.embed.encoder import embed_records
-
-    pairs = prompt_response(records)
-    prompt, _ = embed_records(pairs, embedder, "prompt", cache, progress)
-    response, _ = embed_records(pairs, embedder, "response", cache, progress)
-    return prompt, response
-
-
-def coherence(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
-    """Cosine of prompt and response embeddings (both unit length)."""
-    return np.einsum("ij,ij->i", prompt.astype(np.float64), response.astype(np.float64))
-
-
-def record_vectors(prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
-    """One unit vector per record, the normalized sum of its prompt and response embeddings (for diversity)."""
-    both = prompt.astype(np.float32) + response.astype(np.float32)
-    return both / np.maximum(np.linalg.norm(both, axis=1, keepdims=True), 1e-12)
-
-
-def features(records: pl.DataFrame, prompt: np.ndarray, response: np.ndarray) -> np.ndarray:
-    lengths = np.stack([records[c].fill_null("").str.len_chars().to_numpy() for c in (INSTRUCTION, INPUT, OUTPUT)], 1)
-    return np.hstack(
-        [
-            prompt.astype(np.float64),
-            response.astype(np.float64),
-            coherence(prompt, response)[:, None],
-            np.log1p(lengths.astype(np.float64)),
-        ]
-    )
+    def standardized(self, logits: np.ndarray) -> np.ndarray:
+        """Logits on the scale of the probe's training rows (mean 0, std 1 there)."""
+        return (logits - self.metrics["logit_mean"]) / self.metrics["logit_std"]
 
 
 def read_labels(labels_path: Path | str) -> pl.DataFrame:
@@ -138,43 +112,80 @@ def labelled_records(records: pl.DataFrame, labels_path: Path | str) -> tuple[pl
     return joined.drop("label"), joined["label"].cast(pl.Boolean).to_numpy().astype(int)
 
 
+def agreeing_labels(paths: dict[str, Path | str]) -> dict[str, pl.DataFrame]:
+    """Several judges' label files (name -> path), checked to label the same rows in the same id form."""
+    read = {name: read_labels(path) for name, path in paths.items()}
+    first = next(iter(read), None)
+    for name, labels in read.items():
+        if not labels["label"].cast(pl.Boolean).any():
+            raise CurateError(f"{paths[name]}: no positive labels (a probe needs judge-positive examples)")
+        base = read[first]
+        if labels.columns[0] != base.columns[0]:
+            raise CurateError(
+                f"{paths[name]}: labels name records by {labels.columns[0]}, but {paths[first]} by {base.columns[0]}"
+            )
+        if labels.height != base.height:
+            raise CurateError(f"{paths[name]}: {labels.height:,} labels, but {paths[first]} has {base.height:,}")
+    return read
+
+
+def _fit(x: Any, y: np.ndarray, c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000).fit(x, y)
+
+
+def cross_validated_logits(
+    scalars: np.ndarray, hashed: Any, y: np.ndarray, c: float = DEFAULT_C, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold logits: each row scored by a probe that never saw its label (standardization per fold)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from scorers.signals import text_matrix
+
+    logits = np.zeros(len(y))
+    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scalars, y):
+        mean, scale = scalars[fit_rows].mean(0), np.maximum(scalars[fit_rows].std(0), 1e-9)
+        model = _fit(text_matrix(scalars[fit_rows], hashed[fit_rows], mean, scale), y[fit_rows], c)
+        logits[held] = model.decision_function(text_matrix(scalars[held], hashed[held], mean, scale))
+    return logits
+
+
 def train(
-    records: pl.DataFrame,
-    prompt: np.ndarray,
-    response: np.ndarray,
+    scalars: np.ndarray,
+    hashed: Any,
     y: np.ndarray,
     model: str,
     labels_sha256: str,
     c: float = DEFAULT_C,
     folds: int = 5,
     seed: int = 0,
+    cv_logits: np.ndarray | None = None,
 ) -> QualityProbe:
-    """Cross-validate (ROC AUC, precision in the top 10 %), then fit on every label."""
-    from sklearn.linear_model import LogisticRegression
+    """Cross-validate (ROC AUC, precision in the top 10 %), then fit on every label.
+
+    The metrics keep the mean and std of the out-of-fold logits: the scale of the probe on unseen records.
+    ``cv_logits``: the out-of-fold logits of :func:`cross_validated_logits` with the same arguments, when the
+    caller has them already."""
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+
+    from scorers.signals import SCALARS, text_matrix
 
     if len(set(y.tolist())) < 2:
         raise CurateError("judge labels must contain both positive and negative examples")
-    from functools import partial
-
-    from sklearn.preprocessing import FunctionTransformer
-
-    x = features(records, prompt, response)
-    emphasis = np.ones(x.shape[1])
-    emphasis[prompt.shape[1] + response.shape[1] :] = SIGNAL_WEIGHT
-    pipeline = make_pipeline(
-        StandardScaler(), FunctionTransformer(partial(np.multiply, emphasis)), LogisticRegression(C=c, max_iter=5000)
-    )
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(pipeline, x, y, cv=cv, method="predict_proba")[:, 1]
+    predicted = cross_validated_logits(scalars, hashed, y, c, folds, seed) if cv_logits is None else cv_logits
     top = np.argsort(-predicted, kind="stable")[: max(1, len(y) // 10)]
-    length_auc = roc_auc_score(y, -x[:, -1])
-    pipeline.fit(x, y)
-    scaler, logistic = pipeline[0], pipeline[2]
-    metrics = {
+    length_auc = roc_auc_score(y, scalars[:, SCALARS.index("log_words_output")])
+    mean, scale = scalars.mean(0), np.maximum(scalars.std(0), 1e-9)
+    fitted = _fit(text_matrix(scalars, hashed, mean, scale), y, c)
+    coef = fitted.coef_[0]
+    k = scalars.shape[1]
+    # Fold the standardization of the scalar block into its weights: w' = w / scale, b' = b - sum(w' * mean).
+    folded = np.concatenate([coef[:k] / scale, coef[k:]])
+    weights = folded.astype("<f4")
+    bias = float(fitted.intercept_[0] - np.sum(coef[:k] / scale * mean))
+    probe = QualityProbe(model=model, features=FEATURES, weights=weights, bias=bias)
+    probe.metrics = {
         "labels": len(y),
         "positives": int(y.sum()),
         "base_rate": round(float(y.mean()), 4),
@@ -184,55 +195,140 @@ def train(
         "folds": folds,
         "seed": seed,
         "C": c,
-        "signal_weight": SIGNAL_WEIGHT,
+        # The scale of logits on records the probe never saw (out of fold), for the combined score.
+        "logit_mean": round(float(predicted.mean()), 6),
+        "logit_std": round(float(predicted.std()), 6),
         "labels_sha256": labels_sha256,
     }
-    # Fold standardization and emphasis into the weights: w' = w e / scale, b' = b - sum(w' * mean).
-    folded = logistic.coef_[0] * emphasis / scaler.scale_
-    weights = folded.astype("<f4")
-    bias = float(logistic.intercept_[0] - np.sum(folded * scaler.mean_))
-    return QualityProbe(model=model, features=FEATURES, weights=weights, bias=bias, metrics=metrics)
+    return probe
 
 
 def label_sha256(path: Path | str) -> str:
     return sha256_file(Path(path))
 
 
+def load_probes(paths: dict[str, Path | str | None] | None = None) -> dict[str, QualityProbe]:
+    """Probes by annotation column; a None path means the shipped probe of that column."""
+    wanted = {**DEFAULT_PROBES, **{k: v for k, v in (paths or {}).items()}}
+    return {column: QualityProbe.load(path or DEFAULT_PROBES[column]) for column, path in wanted.items()}
+
+
+def combined_score(
+    standardized: dict[str, np.ndarray],
+    weights: dict[str, float],
+    response_words: np.ndarray,
+    min_response_words: int = 0,
+    where: str = "combine",
+) -> np.ndarray:
+    """``sum_j w_j z_j`` over the probes' standardized logits; NaN (ranked last) under the length floor."""
+    for column in weights:
+        if column not in standardized:
+            raise CurateError(f"{where}.weights: no probe column {column!r} (have {', '.join(sorted(standardized))})")
+    total = np.zeros(len(response_words))
+    for column, weight in weights.items():
+        total += weight * standardized[column]
+    return np.where(response_words >= min_response_words, total, np.nan)
+
+
+def choose_weights(
+    logits: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    fraction: float,
+    response_words: np.ndarray,
+    min_response_words: int = 0,
+    aim: dict[str, float] | None = None,
+    grid: int = 21,
+) -> dict[str, float]:
+    """The weights ``(w, 1 - w)`` of two probes, ``w`` on a grid, that maximize the worst judge's lift
+    (positive rate over base rate, divided by ``aim``) in the top ``fraction`` of the rows given; ties go to
+    the ``w`` nearest 0.5.
+    Call it on cross-validated logits of labelled rows; the rows a selection is judged on must not be among them."""
+    first, second = list(logits)
+    aim = aim or {}
+    z = {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
+    best, best_value = {first: 0.5, second: 0.5}, -np.inf
+    for w in np.linspace(0.0, 1.0, grid):
+        weights = {first: round(float(w), 4), second: round(float(1 - w), 4)}
+        score = np.nan_to_num(combined_score(z, weights, response_words, min_response_words), nan=-np.inf)
+        top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
+        worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / aim.get(c, 1.0) for c in labels)
+        # Ties go to the weight nearest an even mix.
+        if worst > best_value + 1e-9 or (abs(worst - best_value) <= 1e-9 and abs(w - 0.5) < abs(best[first] - 0.5)):
+            best, best_value = weights, worst
+    return best
+
+
 def probe_stage(
-    records: pl.DataFrame, probe: QualityProbe, embedder: Any, cache: Any = None, progress: bool = False
+    records: pl.DataFrame,
+    probes: dict[str, QualityProbe],
+    combine: list[Any] | None = None,
+    embedder: Any = None,
+    progress: bool = False,
+    chunk: int = 4096,
 ) -> Any:
     """The ``quality`` stage: keeps every record and annotates its signals.
 
-    Columns: ``quality_probe`` (the probe's probability that the judge rates the record >= 4.5),
-    ``coherence`` (prompt-response cosine), ``response_tokens`` (the embedder's tokenizer, uncut).
+    Columns: one per probe (``quality_probe``, ``helpfulness_probe``: the probability that the judge
+    rates the record >= 4.5), the label-free signals of :func:`scorers.signals.signal_columns`, one
+    per combined score of ``combine`` (items with ``name``, ``weights`` and ``min_response_words``),
+    and ``response_tokens`` (the embedder's tokenizer, uncut) when an embedder is given.
     """
     from curate.records.schema import empty_rejects
+    from curate.run.progress import Progress
     from curate.stages.result import StageResult
+    from scorers.signals import SCALARS, signal_columns, signals
 
     if INSTRUCTION not in records.columns or (records.height and records[INSTRUCTION].null_count() == records.height):
         raise CurateError("the quality probe scores instruction records (instruction, input, output)")
-    prompt, response = pair_vectors(records, embedder, cache, progress)
-    scores = probe.predict(features(records, prompt, response)) if records.height else np.zeros(0)
-    tokens = embedder.token_lengths(records[OUTPUT].fill_null("").to_list()) if records.height else np.zeros(0)
-    annotations = pl.DataFrame(
-        {
-            ID: records[ID],
-            SCORE: pl.Series(scores, dtype=pl.Float64),
-            "coherence": pl.Series(coherence(prompt, response), dtype=pl.Float64),
-            "response_tokens": pl.Series(np.asarray(tokens), dtype=pl.Int64),
-        }
-    )
-    params = {"probe_features": probe.features, "probe_metrics": probe.metrics, "embedder": embedder.key()}
+    meter = Progress("quality", unit="records", total=records.height, enabled=progress)
+    logits = {column: np.zeros(records.height) for column in probes}
+    parts = []
+    for start in range(0, records.height, chunk):
+        part = records.slice(start, chunk)
+        scalars, hashed = signals(part)
+        for column, probe in probes.items():
+            logits[column][start : start + part.height] = probe.logits(scalars, hashed)
+        parts.append(signal_columns(part, scalars))
+        meter.advance(part.height)
+    meter.close()
+    annotations = pl.concat(parts) if parts else signal_columns(records, np.zeros((0, len(SCALARS))))
+    columns = {column: pl.Series(1.0 / (1.0 + np.exp(-v)), dtype=pl.Float64) for column, v in logits.items()}
+    standardized = {column: probes[column].standardized(v) for column, v in logits.items()}
+    words = records[OUTPUT].fill_null("").str.count_matches(r"\S+").to_numpy()
+    for spec in combine or []:
+        score = combined_score(standardized, spec.weights, words, spec.min_response_words, f"score.combine.{spec.name}")
+        columns[spec.name] = pl.Series(score, dtype=pl.Float64, nan_to_null=True)
+    if embedder is not None:
+        tokens = embedder.token_lengths(records[OUTPUT].fill_null("").to_list()) if records.height else []
+        columns["response_tokens"] = pl.Series(np.asarray(tokens), dtype=pl.Int64)
+    annotations = annotations.with_columns(**columns)
+    params = {
+        "probe_features": FEATURES,
+        "probes": {column: {"model": p.model, "metrics": p.metrics} for column, p in probes.items()},
+        "probe_metrics": probes[SCORE].metrics if SCORE in probes else next(iter(probes.values())).metrics,
+        "combine": [spec.model_dump() for spec in combine or []],
+        "embedder": embedder.key() if embedder is not None else None,
+    }
     result = StageResult("quality", params, records.height, records, empty_rejects(), annotations)
     result.stats = {
-        "mean_score": round(float(scores.mean()), 4) if len(scores) else None,
-        "median_response_tokens": int(np.median(tokens)) if len(tokens) else None,
+        **{f"mean_{column}": round(float(columns[column].mean() or 0), 4) for column in probes},
+        "mean_score": round(float(columns[next(iter(probes))].mean() or 0), 4) if records.height else None,
+        "median_response_words": int(np.median(words)) if len(words) else None,
+        "degenerate": int(annotations["degenerate"].sum()),
+        "records_per_s": round(records.height / max(meter.elapsed(), 1e-9), 1),
     }
+    if "response_tokens" in columns and records.height:
+        result.stats["median_response_tokens"] = int(columns["response_tokens"].median())
     return result
 
 
 def judge_labels(spec: str) -> pl.DataFrame:
     """Judge labels (see :func:`read_labels`) from a registry name (e.g. ``alpagasus-claude-sample``) or a path."""
+    return read_labels(label_path(spec)).with_columns(pl.col("label").cast(pl.Boolean))
+
+
+def label_path(spec: str) -> Path:
+    """A label file's path from a registry name or a path."""
     from curate.io import catalog
 
     path = Path(spec)
@@ -241,4 +337,4 @@ def judge_labels(spec: str) -> pl.DataFrame:
         if dataset is None:
             raise CurateError(f"judge labels {spec!r}: neither a file nor a dataset in the registry")
         path = catalog.resolve(dataset, check=False)
-    return read_labels(path).with_columns(pl.col("label").cast(pl.Boolean))
+    return path

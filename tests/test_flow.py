@@ -39,9 +39,10 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert result["kept"] == 100
     assert (out / "annotations" / "near_dup.parquet").exists()
     quality = pl.read_parquet(out / "annotations" / "quality.parquet")
-    assert quality.columns == ["id", "quality_probe", "coherence", "response_tokens"]
-    # The 100 kept are the 100 best by the probe (ties by id).
-    best = quality.sort(["quality_probe", "id"], descending=[True, False]).head(100)["id"].sort().to_list()
+    assert {"quality_probe", "helpfulness_probe", "quality_score", "lima_score", "degenerate"} <= set(quality.columns)
+    # The 100 kept are the 100 best by the combined score (nulls, under the length floor, last; ties by id).
+    ranked = quality.sort(["quality_score", "id"], descending=[True, False], nulls_last=True)
+    best = ranked.head(100)["id"].sort().to_list()
     assert sorted(pl.read_parquet(out / "data").get_column("id").to_list()) == best
     # The LIMA-style selection is its own run directory, named in the main manifest, books complete.
     assert manifest["selections"] == {"lima-1k": "selections/lima-1k"}
@@ -49,7 +50,9 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert side["records"] == {"in": 175, "kept": 40, "rejected": 135}
     assert side["stages"][-1]["params"]["strategy"] == "kcenter"
     assert (out / "selections" / "lima-1k" / "README.md").exists()
-    assert "### Quality scores and selection" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "### Quality scores and selection" in card and "`helpfulness_probe`" in card
+    assert "quality_probe 0.6, helpfulness_probe 0.4" in card and "the pool's" in card
 
 
 def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> None:

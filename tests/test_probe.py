@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from curate.errors import CurateError
 from curate.records.schema import conform
-from scorers.probe import DEFAULT_PROBE, QualityProbe, labelled_records
+from scorers.probe import (
+    DEFAULT_PROBE,
+    HELPFULNESS_PROBE,
+    QualityProbe,
+    agreeing_labels,
+    choose_weights,
+    combined_score,
+    labelled_records,
+)
+from scorers.signals import HASH_FEATURES, SCALARS
 from tests.conftest import run_cli
 
 LABELS = "alpagasus/claude_judge_sample.jsonl"
@@ -24,7 +34,7 @@ def test_train_reports_metrics_and_retrains_bit_for_bit(tmp_path: Path, data_dir
             "train",
             str(data_dir / LABELS),
             "--limit",
-            "300",
+            "1000",
             "--out",
             str(tmp_path / name),
             "--cache",
@@ -33,15 +43,19 @@ def test_train_reports_metrics_and_retrains_bit_for_bit(tmp_path: Path, data_dir
         assert "5-fold ROC AUC" in done.stdout
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     probe = QualityProbe.load(tmp_path / "a.json")
-    assert probe.metrics["labels"] == 300 and len(probe.weights) == 384 + 384 + 1 + 3
-    assert probe.metrics["cv_auc"] > 0.55  # the judge's labels are learnable: better than chance on held-out folds
+    assert probe.metrics["labels"] == 1000 and len(probe.weights) == len(SCALARS) + HASH_FEATURES
+    assert probe.metrics["cv_auc"] > 0.6  # 0.65 at 1,000 labels: the judge's labels are learnable, not chance
 
 
-def test_shipped_probe_is_small_and_documented() -> None:
-    probe = QualityProbe.load(DEFAULT_PROBE)
-    assert DEFAULT_PROBE.stat().st_size < 8_000  # a few kB: float32 weights, base64
-    assert probe.metrics["labels"] == 10_400 and probe.metrics["positives"] == 1_055
-    assert probe.metrics["labels_sha256"] == "1321e4d528bfcb2a3acdf419e6e05f9206219568c9bed638667e74c48193404d"
+def test_shipped_probes_are_small_and_documented() -> None:
+    for path, positives, sha in (
+        (DEFAULT_PROBE, 1_055, "1321e4d528bfcb2a3acdf419e6e05f9206219568c9bed638667e74c48193404d"),
+        (HELPFULNESS_PROBE, 417, "c3e2244788ad7690036ad07afaaed68a924b8746226345f2af74f57d49d18dc5"),
+    ):
+        probe = QualityProbe.load(path)
+        assert path.stat().st_size < 400_000  # 65,560 float32 weights, base64
+        assert probe.metrics["labels"] == 10_400 and probe.metrics["positives"] == positives
+        assert probe.metrics["labels_sha256"] == sha and probe.metrics["cv_auc"] > 0.6
 
 
 def test_bad_label_files(tmp_path: Path) -> None:
@@ -77,7 +91,61 @@ def test_score_annotates_every_record(tmp_path: Path, data_dir: Path) -> None:
     run_cli("score", "alpaca-seed-tasks", "--out", str(out), "--cache", str(tmp_path / "cache"))
     scores = pl.read_parquet(out / "annotations" / "quality.parquet")
     assert scores.height == 175 and scores["quality_probe"].is_between(0, 1).all()
-    assert scores["coherence"].is_between(-1, 1).all() and (scores["response_tokens"] > 0).all()
+    assert scores["helpfulness_probe"].is_between(0, 1).all() and scores["degenerate"].dtype == pl.Boolean
+    assert scores["coherence"].is_between(0, 1).all() and (scores["response_tokens"] > 0).all()
+    # The combined score is null exactly where the response is under the floor (5 words for quality_score).
+    joined = scores.join(pl.read_parquet(out / "data").select("id", "output"), on="id")
+    short = joined["output"].str.count_matches(r"\S+") < 5
+    assert (joined["quality_score"].is_null() == short).all()
     top = tmp_path / "top"
     run_cli("select", str(out), "--strategy", "top_k", "--by", "quality_probe", "--n", "20", "--out", str(top))
     assert json.loads((top / "manifest.json").read_text())["stages"][-1]["kept"] == 20
+
+
+def test_two_label_files_must_agree(tmp_path: Path) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"row": 0, "score_at_least_4_5": true}\n{"row": 1, "score_at_least_4_5": false}\n')
+    short = tmp_path / "short.jsonl"
+    short.write_text('{"row": 0, "score_at_least_4_5": true}\n')
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text('{"id": "a", "label": true}\n{"id": "b", "label": false}\n')
+    none = tmp_path / "none.jsonl"
+    none.write_text('{"row": 0, "score_at_least_4_5": false}\n{"row": 1, "score_at_least_4_5": false}\n')
+    assert set(agreeing_labels({"a": rows, "b": rows})) == {"a", "b"}
+    with pytest.raises(CurateError, match=r"short.jsonl: 1 labels, but .*rows.jsonl has 2"):
+        agreeing_labels({"a": rows, "b": short})
+    with pytest.raises(CurateError, match=r"ids.jsonl: labels name records by id, but .*rows.jsonl by source_id"):
+        agreeing_labels({"a": rows, "b": ids})
+    with pytest.raises(CurateError, match=r"none.jsonl: no positive labels"):
+        agreeing_labels({"a": rows, "b": none})
+
+
+def test_combined_score_weights_floor_and_missing_column() -> None:
+    z = {"quality_probe": np.array([1.0, -1.0, 0.5, 2.0]), "helpfulness_probe": np.array([0.0, 2.0, 0.5, 1.0])}
+    words = np.array([10, 40, 3, 50])
+    score = combined_score(z, {"quality_probe": 0.75, "helpfulness_probe": 0.25}, words, min_response_words=5)
+    assert np.allclose(score[[0, 1, 3]], [0.75, -0.25, 1.75]) and np.isnan(score[2])
+    with pytest.raises(CurateError, match=r"score.combine.x.weights: no probe column 'ifd'"):
+        combined_score(z, {"ifd": 1.0}, words, where="score.combine.x")
+
+
+def test_choose_weights_finds_the_balance_of_two_judges() -> None:
+    # Judge a likes short answers, judge b long ones; only records 0-1 please both, and a 50/50 score ranks them top.
+    a = np.array([2.0, 2.0, 3.0, 3.0, -3.0, -3.0, 0.0, 0.0])
+    b = np.array([2.0, 2.0, -3.0, -3.0, 3.0, 3.0, 0.0, 0.0])
+    ya, yb = np.array([1, 1, 1, 1, 0, 0, 0, 0]), np.array([1, 1, 0, 0, 1, 1, 0, 0])
+    words = np.full(8, 20)
+    weights = choose_weights({"a": a, "b": b}, {"a": ya, "b": yb}, 0.25, words)
+    assert weights == {"a": 0.5, "b": 0.5}
+    # Only judge a's favourites when the other judge is not looked at: the weight moves to a.
+    only_a = np.array([0, 0, 1, 1, 0, 0, 0, 0])
+    assert choose_weights({"a": a, "b": b}, {"a": only_a}, 0.25, words)["a"] > 0.5
+
+
+def test_recipe_combine_naming_a_missing_column_is_one_line(tmp_path: Path) -> None:
+    from curate.recipes.recipe import load_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("score:\n  combine:\n    - {name: s, weights: {quality_probe: 1, nope: 1}}\n")
+    with pytest.raises(CurateError, match=r"recipe.yaml: score.combine: .*'s' weights nope: no such probe column"):
+        load_recipe(recipe)

@@ -11,7 +11,7 @@ import pytest
 
 from curate.errors import CurateError
 from curate.records.schema import conform
-from curate.selection.strategies import SelectParams, quotas, seeded_order, select
+from curate.selection.strategies import SelectParams, needs_vectors, quotas, seeded_order, select
 from tests.conftest import run_cli
 
 
@@ -128,3 +128,40 @@ def test_cli_select_random_and_longest(tmp_path: Path, data_dir: Path) -> None:
     run_cli("select", str(base), "--strategy", "longest", "--n", "10", "--out", str(longest))
     kept = pl.read_parquet(longest / "data")
     assert kept.height == 10
+
+
+def test_degenerate_selection_is_warned_about() -> None:
+    # The pool's median response is 6 words; a score that prefers one-word answers picks a median of 1.
+    outputs = ["yes", "no", "7", "one two three four five six", "a b c d e f g h", "a b c d e f", "x y z w v u"]
+    frame = records(outputs)
+    brevity = pl.DataFrame({"id": frame["id"], "s": [1.0, 0.9, 0.8, 0.1, 0.1, 0.1, 0.1]})
+    short = select(frame, SelectParams("top_k", n=3, by="s"), brevity)
+    assert short.stats["warning"].startswith("degenerate selection: median response 1 words, under half")
+    assert short.stats["report"]["warning"] == short.stats["warning"]
+    long = select(frame, SelectParams("top_k", n=3, by="s"), brevity.with_columns(-pl.col("s")))
+    assert "warning" not in long.stats and "warning" not in long.stats["report"]
+
+
+def test_kcenter_among_candidates_needs_only_their_vectors() -> None:
+    frame = records(["a", "b", "c", "d", "e", "f"])
+    scores = pl.DataFrame({"id": frame["id"], "s": [0.9, 0.8, 0.7, 0.6, 0.1, 0.2]})
+    params = SelectParams("kcenter", n=2, by="s", candidates=3)
+    assert needs_vectors(frame, params, scores).tolist() == [0, 1, 2]
+    vectors = np.zeros((6, 2), dtype=np.float32)
+    vectors[[0, 1, 2]] = [[1, 0], [1, 0], [0, 1]]  # r1 duplicates r0; r2 is far away
+    chosen = select(frame, params, scores, vectors=vectors)
+    assert chosen.kept["id"].to_list() == ["r0", "r2"]
+    with pytest.raises(CurateError, match="--candidates"):
+        SelectParams("top_k", n=2, by="s", candidates=3)
+
+
+def test_report_per_judge_with_lift() -> None:
+    frame = records(["a b", "c d", "e f", "g h"])
+    scores = pl.DataFrame({"id": frame["id"], "s": [4.0, 3.0, 2.0, 1.0]})
+    judges = {
+        "accuracy": pl.DataFrame({"id": frame["id"], "label": [True, False, False, False]}),
+        "helpfulness": pl.DataFrame({"id": frame["id"], "label": [False, True, True, False]}),
+    }
+    report = select(frame, SelectParams("top_k", n=2, by="s"), scores, labels=judges).stats["report"]
+    assert report["judges"]["accuracy"]["lift"] == 2.0 and report["judges"]["helpfulness"]["lift"] == 1.0
+    assert report["judge"] == report["judges"]["accuracy"]

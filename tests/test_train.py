@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from curate.errors import CurateError
 from tests.conftest import ROOT, run_cli
 
 TINY = ["--max-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--max-len", "32", "--eval-n", "2"]
@@ -79,8 +80,8 @@ def test_batches_grouped_by_length_and_seeded() -> None:
     from curate.training.trainer import TrainConfig, batch_plan
 
     lengths = [(i * 37) % 200 + 5 for i in range(256)]
-    grouped = TrainConfig(batch_size=8, seed=3)
-    plain = TrainConfig(batch_size=8, seed=3, group_by_length=False)
+    grouped = TrainConfig(batch_size=8, seed=3, packing=False)
+    plain = TrainConfig(batch_size=8, seed=3, group_by_length=False, packing=False)
 
     def padded(batches: list[list[int]]) -> int:
         return sum(max(lengths[i] for i in b) * len(b) for b in batches)
@@ -89,6 +90,69 @@ def test_batches_grouped_by_length_and_seeded() -> None:
     assert a == b and a != batch_plan(lengths, grouped, 1)
     assert sorted(i for batch in a for i in batch) == list(range(256))
     assert padded(a) < 0.7 * padded(batch_plan(lengths, plain, 0))
+
+
+def test_packed_micro_batches_keep_the_token_budget() -> None:
+    from curate.training.trainer import TrainConfig, batch_plan, steps_tokens, token_budget
+
+    lengths = [(i * 37) % 200 + 5 for i in range(256)]
+    packed = TrainConfig(tokens_per_batch=700, grad_accum=2, seed=3)
+    plan = batch_plan(lengths, packed, 0)
+    assert plan == batch_plan(lengths, packed, 0) and plan != batch_plan(lengths, packed, 1)
+    assert sorted(i for batch in plan for i in batch) == list(range(256))
+    assert all(sum(lengths[i] for i in batch) <= 700 for batch in plan)
+    # Full micro-batches: closing one leaves less room than the next example needs.
+    assert sum(sum(lengths[i] for i in b) for b in plan[:-1]) / (700 * (len(plan) - 1)) > 0.8
+    # Unset, the budget is batch_size x the mean length; a padded plan with a budget counts padding.
+    assert token_budget(lengths, TrainConfig(batch_size=8)) == round(8 * sum(lengths) / 256)
+    padded = batch_plan(lengths, TrainConfig(tokens_per_batch=700, packing=False), 0)
+    assert all(len(b) * max(lengths[i] for i in b) <= 700 for b in padded if len(b) > 1)
+    assert steps_tokens(lengths, packed, 1) == sum(lengths[i] for b in plan[:2] for i in b)
+    with pytest.raises(CurateError, match="tokens-per-batch"):
+        TrainConfig(tokens_per_batch=4)
+
+
+def test_packed_step_equals_padded_step(alpaca_run: Path, tokenizer) -> None:
+    """Packed (one flat row, positions restarting, attention per example) = padded one example per row."""
+    import torch
+
+    from curate.run.directory import RunDir
+    from curate.training.trainer import (
+        TrainConfig,
+        build_model,
+        encode,
+        micro_batch,
+        prompt_and_response,
+        response_loss_sum,
+    )
+
+    records = list(RunDir(alpaca_run).records().head(5).iter_rows(named=True))
+    examples = [encode(*prompt_and_response(r, "alpaca", tokenizer), tokenizer, 48) for r in records]
+    examples.append(encode("", "Plain text trains on every token.", tokenizer, 48))
+    assert len({e.length for e in examples}) > 1
+    model, lm = build_model(TrainConfig(lora_dropout=0.0), "cpu")
+    generator = torch.Generator().manual_seed(0)
+    for name, weight in model.named_parameters():
+        if "lora_B" in name:  # zero at init, which would leave lora_A without a gradient
+            weight.data = torch.randn(weight.shape, generator=generator) * 0.02
+    lora = {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def step(packed: bool) -> tuple[float, int, dict]:
+        model.zero_grad()
+        loss, count = response_loss_sum(model, micro_batch(examples, lm.tokenizer.pad_token_id, packed))
+        (loss / count).backward()
+        return float(loss.detach()) / count, count, {n: p.grad.clone() for n, p in lora.items()}
+
+    padded_loss, padded_count, padded_grads = step(False)
+    packed_loss, packed_count, packed_grads = step(True)
+    assert packed_count == padded_count == sum(e.length - max(e.prompt_len, 1) for e in examples)
+    assert abs(packed_loss - padded_loss) < 1e-5 * padded_loss
+    scale = max(g.abs().max().item() for g in padded_grads.values())
+    assert scale > 0 and all(g.abs().max().item() > 0 for g in padded_grads.values())
+    for name, grad in padded_grads.items():
+        assert torch.allclose(packed_grads[name], grad, atol=1e-5 * scale, rtol=1e-4), name
+    # Packed steps borrow the attention implementation; padded batches get sdpa back.
+    assert model.get_base_model().config._attn_implementation == "sdpa"
 
 
 def test_same_seed_same_losses_and_resume_after_kill(alpaca_run: Path, tmp_path: Path) -> None:

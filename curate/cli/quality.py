@@ -55,7 +55,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     import numpy as np
 
     from curate.io.shards import frame_vectors
-    from curate.selection.strategies import SelectParams, select
+    from curate.selection.strategies import SelectParams, needs_vectors, select
 
     params = SelectParams(
         strategy=args.strategy,
@@ -66,6 +66,7 @@ def cmd_select(args: argparse.Namespace) -> None:
         max_cosine=args.max_cosine,
         stratify=args.stratify,
         quota=args.quota,
+        candidates=args.candidates,
     )
     started = start(args, "select", {"select": params.as_dict()})
     if started is None:
@@ -83,7 +84,11 @@ def cmd_select(args: argparse.Namespace) -> None:
             from curate.embed.encoder import embed_records
 
             embedder, cache = embedder_from(args)
-            vectors, _ = embed_records(records, embedder, args.field, cache, progress=not args.quiet)
+            positions = needs_vectors(records, params, scores)  # with --candidates, only those
+            vectors = np.zeros((records.height, embedder.dimension), dtype=np.float32)
+            vectors[positions], _ = embed_records(
+                records[positions], embedder, args.field, cache, progress=not args.quiet
+            )
     result = select(records, params, scores=scores, vectors=vectors)
     if result.stats.get("mean_pairwise_cosine") is not None:
         st = result.stats
@@ -99,26 +104,18 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     import polars as pl
 
     from curate.io.ingest import Ingest, IngestOptions
-    from scorers.probe import DEFAULT_PROBE, label_sha256, labelled_records, pair_vectors, train
+    from scorers.probe import DEFAULT_PROBE, agreeing_labels, label_path, label_sha256, labelled_records, train
+    from scorers.signals import signals
 
+    labels = label_path(args.labels)
+    agreeing_labels({"labels": labels})
     job = Ingest([args.dataset], IngestOptions())
     records = pl.concat([batch[0] for batch in job.batches()])
-    labelled, y = labelled_records(records, args.labels)
+    labelled, y = labelled_records(records, labels)
     if args.limit:
         labelled, y = labelled.head(args.limit), y[: args.limit]
-    embedder, cache = embedder_from(args)
-    prompt, response = pair_vectors(labelled, embedder, cache, progress=True)
-    probe = train(
-        labelled,
-        prompt,
-        response,
-        y,
-        embedder.settings.model_name(),
-        label_sha256(args.labels),
-        c=args.c,
-        folds=args.folds,
-        seed=args.seed,
-    )
+    scalars, hashed = signals(labelled)
+    probe = train(scalars, hashed, y, args.judge, label_sha256(labels), c=args.c, folds=args.folds, seed=args.seed)
     out = args.out or DEFAULT_PROBE
     probe.save(out)
     m = probe.metrics
@@ -130,20 +127,33 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
-def cmd_score(args: argparse.Namespace) -> None:
-    from scorers.probe import DEFAULT_PROBE, QualityProbe, probe_stage
+def _score_spec(args: argparse.Namespace):
+    from curate.recipes.recipe import ScoreSpec
 
-    probe = QualityProbe.load(args.probe or DEFAULT_PROBE)
-    plan = {"probe": str(args.probe or DEFAULT_PROBE), "probe_metrics": probe.metrics, "ifd": args.ifd}
+    return ScoreSpec(probe=args.probe, helpfulness_probe=args.helpfulness_probe)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from scorers.probe import load_probes, probe_stage
+
+    spec = _score_spec(args)
+    probes = load_probes(spec.probe_paths())
+    plan = {
+        "probes": {column: probe.metrics for column, probe in probes.items()},
+        "combine": [c.model_dump() for c in spec.combine],
+        "ifd": args.ifd,
+    }
     started = start(args, "score", {**plan, "ifd_model": args.ifd_model})
     if started is None:
         return
     writer, records = started
-    embedder, cache = embedder_from(args)
-    result = probe_stage(records, probe, embedder, cache, progress=not args.quiet)
+    embedder, _ = embedder_from(args)
+    result = probe_stage(records, probes, spec.combine, embedder, progress=not args.quiet)
+    st = result.stats
     print(
-        f"quality: mean probe score {result.stats['mean_score']}, "
-        f"median response {result.stats['median_response_tokens']} tokens"
+        f"quality: {records.height:,} records at {st['records_per_s']:,.0f}/s; mean "
+        + ", ".join(f"{column} {st[f'mean_{column}']}" for column in probes)
+        + f"; {st['degenerate']:,} degenerate; median response {st['median_response_words']} words"
     )
     kept = writer.add(result)
     if args.ifd:
@@ -214,24 +224,31 @@ def register(sub) -> None:
     g.add_argument("--max-cosine", type=float, default=0.9, help="diverse: skip records this close to a chosen one")
     g.add_argument("--stratify", metavar="COLUMN", help="split --n over this column's values (source, category, ...)")
     g.add_argument("--quota", default="proportional", choices=["proportional", "equal"], help="how --stratify splits")
+    g.add_argument("--candidates", type=int, help="diverse/kcenter: choose among this many best by --by")
     embedding_options(p)
     finish_stage_parser(p)
 
     p = sub.add_parser("probe", help="the judge-distilled quality probe")
     probe_sub = p.add_subparsers(dest="probe_command", required=True, metavar="ACTION")
     t = probe_sub.add_parser("train", help="train the probe on judge labels (JSON lines) and report CV metrics")
-    t.add_argument("labels", metavar="LABELS", help="rows {row, score_at_least_4_5} or {id, label}")
+    t.add_argument(
+        "labels", metavar="LABELS", help="a registry name or a file of rows {row, score_at_least_4_5} or {id, label}"
+    )
     t.add_argument("--dataset", default="alpaca", help="the records the labels name (default alpaca)")
     t.add_argument("--out", help="probe file to write (default: the shipped scorers/probes/...json)")
-    t.add_argument("--c", type=float, default=0.0003, help="inverse regularization of the logistic regression")
+    t.add_argument("--judge", default="alpagasus-claude-accuracy", help="a name for the judge the labels come from")
+    t.add_argument("--c", type=float, default=1.0, help="inverse regularization of the logistic regression")
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N labels (quick checks)")
-    embedding_options(t)
+    embedding_options(t)  # kept so existing commands still parse; the probes read no embeddings
     t.set_defaults(func=cmd_probe_train)
 
-    p = stage_parser(sub, "score", "annotate records with the quality probe's score (quality_probe)", cmd_score)
-    p.add_argument("--probe", help="probe file (default: the shipped one)")
+    p = stage_parser(
+        sub, "score", "annotate records with the judge probes (quality_probe, helpfulness_probe) and signals", cmd_score
+    )
+    p.add_argument("--probe", help="accuracy probe file (default: the shipped one)")
+    p.add_argument("--helpfulness-probe", help="helpfulness probe file (default: the shipped one)")
     p.add_argument("--ifd", action="store_true", help="also annotate IFD with a causal LM (slow on CPU)")
     p.add_argument("--ifd-model", help="causal LM for IFD (default: bundled SmolLM2-135M-Instruct)")
     p.add_argument("--ifd-batch", type=int, default=8, help="sequences per forward pass for IFD")

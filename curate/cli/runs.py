@@ -18,7 +18,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     from curate.run.directory import RunDir
-    from curate.run.funnel import summary
+    from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
@@ -39,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     for name, path in manifest.get("selections", {}).items():
         side = RunDir(Path(out) / path).manifest()
         print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
+        for line in warnings(side, name):
+            print(line)
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
 
 

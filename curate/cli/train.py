@@ -28,6 +28,9 @@ def _train_config(args: argparse.Namespace):
         group_by_length=not args.no_group_by_length,
         eval_n=args.eval_n,
         limit=args.limit,
+        packing=not args.no_packing,
+        tokens_per_batch=args.tokens_per_batch,
+        compile=args.compile,
     )
 
 
@@ -54,6 +57,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         f"  eval on {m['eval']['prompts']} AlpacaEval prompts: response loss {m['eval']['loss']:.4f}, "
         f"perplexity {m['eval']['perplexity']:.2f}; {m['tokens_per_s']:.0f} tokens/s on {m['device']}"
     )
+    if m.get("effective_batch_tokens"):
+        print(
+            f"  {m['attention']}: {m['tokens_per_batch']:,} tokens per micro-batch, "
+            f"{m['effective_batch_tokens']:,} per step (mean {m['mean_tokens_per_step']:,.0f} real)"
+        )
     print(f"  adapter: {args.out}/adapter  metrics: {args.out}/metrics.json  loss curve: {args.out}/loss_curve.png")
 
 
@@ -109,7 +117,20 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=float, default=1.0)
     g.add_argument("--max-steps", type=int, help="optimizer steps (wins over --epochs)")
     g.add_argument("--max-len", type=int, default=512, help="tokens per example at most")
-    g.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="examples per padded micro-batch (packing without --tokens-per-batch: budget = this x mean length)",
+    )
+    g.add_argument(
+        "--tokens-per-batch",
+        type=int,
+        metavar="N",
+        help="real tokens per packed micro-batch (padded: rows x longest); the step is N x --grad-accum tokens",
+    )
+    g.add_argument("--no-packing", action="store_true", help="pad one example per row instead of packing")
+    g.add_argument("--compile", action="store_true", help="torch.compile the decoder (off by default: see the docs)")
     g.add_argument("--grad-accum", type=int, default=2, help="micro-batches per optimizer step")
     g.add_argument("--lr", type=float, default=3e-4)
     g.add_argument("--warmup-ratio", type=float, default=0.03, help="share of steps of linear warmup before cosine")

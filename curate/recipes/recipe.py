@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, field_validator
 
 from curate.dedup.exact import ExactDedupParams
 from curate.dedup.minhash import ShingleParams
@@ -91,13 +91,53 @@ class FilterSpec(_Strict):
     name: str | None = None
 
 
+PROBE_COLUMNS = ("quality_probe", "helpfulness_probe")
+
+
+class CombineSpec(_Strict):
+    """A combined score (see :func:`scorers.probe.combined_score`): ``sum_j w_j z_j`` over the probes'
+    standardized logits, null under ``min_response_words``. The weights are chosen by nested cross-validation
+    on the shared judge labels (``python benchmarks/quality.py`` prints them) and copied here."""
+
+    name: str
+    weights: dict[str, float]
+    min_response_words: int = 0
+
+
+# The chosen weights (benchmarks/quality.py, nested 5-fold CV on the shared 20 % of both judges' labels):
+# the 9k maximizes the worse of the two judges' lifts in the top 17 %; the LIMA-style score the worse of
+# (accuracy lift, helpfulness lift / 2.5) among the 2,000 best (the candidates), answers of 30 words or more.
+DEFAULT_COMBINE = [
+    CombineSpec(name="quality_score", weights={"quality_probe": 0.6, "helpfulness_probe": 0.4}, min_response_words=5),
+    CombineSpec(name="lima_score", weights={"quality_probe": 0.55, "helpfulness_probe": 0.45}, min_response_words=30),
+]
+
+
 class ScoreSpec(_Strict):
-    """Quality signals: the judge-distilled probe (with coherence and response tokens), optionally IFD."""
+    """Quality signals: the judge probes (accuracy, helpfulness), label-free signals, combined scores, IFD."""
 
     probe: str | None = None
+    helpfulness_probe: str | None = None
+    combine: list[CombineSpec] = DEFAULT_COMBINE
     embedder: str | None = None
     ifd: bool = False
     ifd_model: str | None = None
+
+    @field_validator("combine")
+    @classmethod
+    def _probe_columns(cls, combine: list[CombineSpec]) -> list[CombineSpec]:
+        for spec in combine:
+            missing = sorted(set(spec.weights) - set(PROBE_COLUMNS))
+            if missing:
+                raise ValueError(
+                    f"combined score {spec.name!r} weights {', '.join(missing)}: no such probe column "
+                    f"(have {', '.join(PROBE_COLUMNS)})"
+                )
+        return combine
+
+    def probe_paths(self) -> dict[str, str | None]:
+        """Probe files by annotation column (None: the shipped one)."""
+        return {"quality_probe": self.probe, "helpfulness_probe": self.helpfulness_probe}
 
 
 class _Selection(_Strict):

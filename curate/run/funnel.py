@@ -51,4 +51,14 @@ def summary(manifest: dict[str, Any], root: str) -> str:
         f"  data: {len(shards)} shard(s) in {root}/data/",
         f"  rejects: {root}/rejects/   annotations: {root}/annotations/   manifest: {root}/manifest.json",
     ]
+    lines += warnings(manifest)
     return "\n".join(lines)
+
+
+def warnings(manifest: dict[str, Any], name: str | None = None) -> list[str]:
+    """``WARNING`` lines for the stages whose stats carry a warning (a degenerate selection)."""
+    return [
+        f"WARNING {name or stage['name']}: {stage['stats']['warning']}"
+        for stage in manifest.get("stages", [])
+        if (stage.get("stats") or {}).get("warning")
+    ]

@@ -99,8 +99,8 @@ class RunWriter:
             old = self.run.manifest()
         except CurateError:
             return False
-        if old.get("fingerprint") == self._set_fingerprint(input_fingerprints()) and not self.run.verify():
-            return True
+        if old.get("fingerprint") == self._set_fingerprint(input_fingerprints()):
+            return not self.run.verify()  # the same run, intact; damaged, it is redone
         if not self.overwrite:
             raise CurateError(
                 f"{self.run.root} already holds a curate run of other inputs or parameters "

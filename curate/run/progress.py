@@ -29,8 +29,14 @@ class Progress:
         of = f"/{self.total:,}" if self.total else ""
         end = "\r" if sys.stderr.isatty() else "\n"
         speed = f"{rate:,.0f}/s" if rate >= 1 else f"{1 / max(rate, 1e-9):,.0f} s each"
-        print(f"{self.label}: {self.done:,}{of} {self.unit} ({speed})", end=end, file=sys.stderr, flush=True)
+        eta = ""
+        if self.total and rate > 0 and self.done < self.total:
+            eta = f", ETA {(self.total - self.done) / rate:,.0f} s"
+        print(f"{self.label}: {self.done:,}{of} {self.unit} ({speed}{eta})", end=end, file=sys.stderr, flush=True)
         self._shown = True
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
 
     def close(self) -> None:
         if self._shown and sys.stderr.isatty():

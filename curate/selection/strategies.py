@@ -54,6 +54,9 @@ class SelectParams:
     max_cosine: ``diverse`` skips records this close to one already chosen.
     stratify: a record column whose values get quotas of ``n`` (None: no strata).
     quota: ``proportional`` (to group size) or ``equal``.
+    candidates: ``diverse`` and ``kcenter`` choose among this many best by score (None: all), so
+        diversity spreads the choice over good records instead of reaching for outliers; only
+        the candidates need embeddings.
     """
 
     strategy: Strategy = "top_k"
@@ -64,6 +67,7 @@ class SelectParams:
     max_cosine: float = 0.9
     stratify: str | None = None
     quota: Literal["proportional", "equal"] = "proportional"
+    candidates: int | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -76,6 +80,8 @@ class SelectParams:
             raise CurateError(f"--strategy {self.strategy} needs --by COLUMN (a score)")
         if self.quota not in ("proportional", "equal"):
             raise CurateError(f"unknown quota {self.quota!r}: proportional or equal")
+        if self.candidates is not None and (self.strategy not in NEEDS_VECTORS or self.candidates < 1):
+            raise CurateError("--candidates (a count, 1 or more) is for --strategy diverse or kcenter")
         if self.stratify is not None and self.strategy == "threshold":
             raise CurateError("--stratify needs a count (--n); a threshold has no quotas")
 
@@ -180,10 +186,32 @@ def _pick(params: SelectParams, records: pl.DataFrame, score, vectors, n: int) -
     order = _ranked(records, score)
     if params.strategy in ("top_k", "longest"):
         return order[:n], order
+    pool = order[: params.candidates] if params.candidates else order
     if params.strategy == "diverse":
-        return diverse_pick(order, vectors, n, params.max_cosine), order
+        return diverse_pick(pool, vectors, n, params.max_cosine), order
     filled = score.cast(pl.Float64).fill_null(float("-inf")).to_numpy()
-    return kcenter_pick(filled, vectors, n, order), order
+    picked = kcenter_pick(filled[pool], vectors[pool], n, np.arange(pool.size))
+    return pool[picked], order
+
+
+def score_series(records: pl.DataFrame, params: SelectParams, scores: pl.DataFrame | None) -> pl.Series | None:
+    """The ``by`` score of every record (record order), or None for strategies without one."""
+    if params.strategy == "longest" or params.by == "response_words":
+        return response_words(records)
+    if params.by is None:
+        return None
+    if scores is None or params.by not in scores.columns:
+        raise CurateError(f"no score column {params.by!r} for these records (annotate them first)")
+    return records.select(ID).join(scores.select(ID, params.by), on=ID, how="left", maintain_order="left")[params.by]
+
+
+def needs_vectors(records: pl.DataFrame, params: SelectParams, scores: pl.DataFrame | None) -> np.ndarray:
+    """Positions of the records a strategy needs embeddings of: none, the candidates, or all."""
+    if params.strategy not in NEEDS_VECTORS:
+        return np.zeros(0, dtype=np.int64)
+    if params.candidates is None or params.stratify is not None:
+        return np.arange(records.height)
+    return np.sort(_ranked(records, score_series(records, params, scores))[: params.candidates])
 
 
 def select(
@@ -195,19 +223,8 @@ def select(
 ) -> StageResult:
     """Apply a strategy; ``scores`` holds ``id`` and the ``by`` column, ``vectors`` the embeddings,
     ``labels`` optional judge decisions (``source_id``, ``label``) for the report."""
-    score = None
-    if params.by is not None:
-        if params.by == "response_words":
-            score = response_words(records)
-        elif scores is None or params.by not in scores.columns:
-            raise CurateError(f"no score column {params.by!r} for these records (annotate them first)")
-        else:
-            score = records.select(ID).join(scores.select(ID, params.by), on=ID, how="left", maintain_order="left")[
-                params.by
-            ]
+    score = score_series(records, params, scores)
     n = params.n if params.n is not None else records.height
-    if params.strategy == "longest":
-        score = response_words(records)
     if params.strategy in NEEDS_VECTORS and (vectors is None or len(vectors) != records.height):
         raise CurateError(
             f"--strategy {params.strategy} needs an embedding for every record (run `curate embed` first)"
@@ -253,7 +270,10 @@ def select(
         result.stats["quotas"] = {str(k): v for k, v in share.items()}
     result.stats["report"] = selection_report(records, np.flatnonzero(keep), score, params.seed, labels)
     if vectors is not None and keep.sum() > 1:
-        result.stats.update(diversity(vectors[keep], vectors, params.seed))
+        embedded = np.linalg.norm(vectors, axis=1) > 0  # with candidates, only they carry embeddings
+        result.stats.update(diversity(vectors[keep & embedded], vectors[embedded], params.seed))
+    if result.stats["report"].get("warning"):
+        result.stats["warning"] = result.stats["report"]["warning"]
     return result
 
 
@@ -299,13 +319,15 @@ def selection_report(
     chosen: np.ndarray,
     score: pl.Series | None,
     seed: int = 0,
-    labels: pl.DataFrame | None = None,
+    labels: pl.DataFrame | dict[str, pl.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """What a selection did, beside a random selection of the same size from the same pool.
 
-    ``labels`` (``source_id`` or ``id``, and ``label``) are judge decisions for some records: the report gives the
-    positive rate inside the selection against the pool's (the base rate) and the random control's.
-    Response lengths are reported for both, so that "longer" is not mistaken for "better".
+    ``labels`` (``source_id`` or ``id``, and ``label``; or several such frames by judge name) are judge
+    decisions for some records: the report gives the positive rate inside the selection against the pool's
+    (the base rate) and the random control's, per judge. Response lengths are reported for both, so that
+    "longer" is not mistaken for "better", and ``warning`` says when the selection's median response is
+    under half the pool's (a selection that learned "short" instead of "good").
     """
     n = int(chosen.size)
     random_pick = seeded_order(records[ID], seed)[:n]
@@ -327,22 +349,66 @@ def selection_report(
             "random": _quantiles(values[random_pick][finite[random_pick]]),
             "pool": _quantiles(values[finite]),
         }
-    if labels is not None and labels.height:
-        key = SOURCE_ID if SOURCE_ID in labels.columns else ID
-        joined = records.select(key).with_row_index("pos").join(labels, on=key, how="inner")
-        pos, y = joined["pos"].to_numpy(), joined["label"].cast(pl.Int64).to_numpy()
-        in_selection = np.isin(pos, chosen)
-        in_random = np.isin(pos, random_pick)
-
-        def rate(mask: np.ndarray) -> float | None:
-            return round(float(y[mask].mean()), 4) if mask.any() else None
-
-        report["judge"] = {
-            "labelled_in_pool": int(y.size),
-            "base_rate": rate(np.ones(y.size, dtype=bool)),
-            "labelled_in_selection": int(in_selection.sum()),
-            "positive_rate_in_selection": rate(in_selection),
-            "labelled_in_random": int(in_random.sum()),
-            "positive_rate_in_random": rate(in_random),
-        }
+    warning = length_warning(words[chosen], words)
+    if warning:
+        report["warning"] = warning
+    judges = labels if isinstance(labels, dict) else {"judge": labels} if labels is not None else {}
+    rates = {name: judge_rates(records, chosen, random_pick, frame) for name, frame in judges.items() if frame.height}
+    if rates:
+        report["judge"] = next(iter(rates.values()))
+        if isinstance(labels, dict):
+            report["judges"] = rates
     return report
+
+
+def length_warning(selected_words: np.ndarray, pool_words: np.ndarray) -> str | None:
+    """A warning when the selection's median response is under half the pool's, else None."""
+    if selected_words.size == 0 or pool_words.size == 0:
+        return None
+    chosen, pool = float(np.median(selected_words)), float(np.median(pool_words))
+    if chosen < 0.5 * pool:
+        return (
+            f"degenerate selection: median response {chosen:g} words, under half the pool's {pool:g} "
+            "(the score may reward brevity, not quality)"
+        )
+    return None
+
+
+def judge_rates(records: pl.DataFrame, chosen: np.ndarray, random_pick: np.ndarray, labels: pl.DataFrame) -> dict:
+    """One judge's positive rate in the pool (base rate), inside the selection and inside the random control."""
+    key = SOURCE_ID if SOURCE_ID in labels.columns else ID
+    joined = records.select(key).with_row_index("pos").join(labels, on=key, how="inner")
+    pos, y = joined["pos"].to_numpy(), joined["label"].cast(pl.Int64).to_numpy()
+    in_selection = np.isin(pos, chosen)
+    in_random = np.isin(pos, random_pick)
+
+    def rate(mask: np.ndarray) -> float | None:
+        return round(float(y[mask].mean()), 4) if mask.any() else None
+
+    base = rate(np.ones(y.size, dtype=bool))
+    inside = rate(in_selection)
+    return {
+        "labelled_in_pool": int(y.size),
+        "base_rate": base,
+        "labelled_in_selection": int(in_selection.sum()),
+        "positive_rate_in_selection": inside,
+        "lift": round(inside / base, 2) if inside is not None and base else None,
+        "labelled_in_random": int(in_random.sum()),
+        "positive_rate_in_random": rate(in_random),
+    }
+
+
+def selection_vectors(records: pl.DataFrame, params: Any, scores: pl.DataFrame | None, embedder: str | None = None):
+    """Record vectors for a diversity strategy, computed for the records it needs (its candidates), zero
+    elsewhere; None when the strategy needs none. Embeddings come from and go into the default cache."""
+    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
+    from curate.embed.pairs import pair_vectors, record_vectors
+
+    positions = needs_vectors(records, params, scores)
+    if not positions.size:
+        return None
+    model = Embedder(EmbedSettings(model=embedder))
+    cache = EmbeddingCache(EmbeddingCache.default_root(), model.key(), model.dimension)
+    vectors = np.zeros((records.height, model.dimension), dtype=np.float32)
+    vectors[positions] = record_vectors(*pair_vectors(records[positions], model, cache))
+    return vectors

@@ -1,0 +1,150 @@
+"""Label-free quality signals of instruction records, and the text features the judge probes read.
+
+Every signal is computed from the record alone (no model, no labels), so it means the same in
+any pool and costs a few seconds for 52,000 records:
+
+* ``response_words``-based informativeness enters the probes as a hinge basis of log length
+  (``LENGTH_KNOTS``), so the probe learns the *shape* of the length effect (the accuracy judge
+  likes short answers, the helpfulness judge long ones) instead of assuming one.
+* ``instruction_complexity``: log2 of the prompt's words plus the constraints it states (commas,
+  "and", numbers, "must", "at least", ...), Deita-style "how much does this ask for".
+* ``coherence``: the cosine of the prompt's and the response's hashed word vectors (does the
+  answer talk about what was asked).
+* ``degenerate``: a bare number, a word or three, or a copy of the input, where the instruction
+  asks for an explanation, a description or a text; or a response that repeats itself.
+* ``repetition``: 1 - distinct words / words of the response.
+
+The probes' features (:func:`text_matrix`) are the response's word 1-2 grams hashed into
+``HASH_FEATURES`` binary, L2-normalized dimensions (stateless: no vocabulary or IDF to ship),
+beside the standardized scalar signals above.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT
+
+HASH_FEATURES = 2**16
+LENGTH_KNOTS = (0.7, 1.4, 2.1, 2.8, 3.5, 4.2, 4.9, 5.6)
+ASKS_FOR_TEXT = re.compile(
+    r"\b(explain|describe|why|how|discuss|write|essay|compose|generate|create|story|paragraph|elaborate|"
+    r"compare|contrast|analy[sz]e|summar|outline|suggest|list|give|provide|design|develop|propose)",
+    re.IGNORECASE,
+)
+CONSTRAINT = re.compile(
+    r",|\band\b|\d+|\bmust\b|\bshould\b|\bexactly\b|\bat (least|most)\b|\bno more than\b|\bwithout\b|\bonly\b",
+    re.IGNORECASE,
+)
+BARE = re.compile(r"[\s\d.,%$€£+\-/:x*=()]*")
+WORD = re.compile(r"\w+")
+SCALARS = (
+    "log_words_instruction",
+    "log_words_input",
+    "log_words_output",
+    "has_input",
+    "instruction_complexity",
+    "coherence",
+    "degenerate",
+    "repetition",
+    "copy_of_input",
+    "instruction_overlap",
+    "lines",
+    "list_items",
+    "sentences",
+    "ends_with_punctuation",
+    "chars_per_word",
+    *(f"log_words_output_over_{k}" for k in LENGTH_KNOTS),
+)
+
+
+def _hasher(ngrams: tuple[int, int]) -> Any:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(
+        n_features=HASH_FEATURES,
+        ngram_range=ngrams,
+        binary=True,
+        norm="l2",
+        alternate_sign=False,
+        token_pattern=r"(?u)\b\w+\b",
+        dtype=np.float64,
+    )
+
+
+def _columns(records: pl.DataFrame) -> tuple[list[str], list[str], list[str]]:
+    return tuple(records[c].fill_null("").to_list() for c in (INSTRUCTION, INPUT, OUTPUT))  # type: ignore[return-value]
+
+
+def _record_scalars(instruction: str, given: str, output: str) -> list[float]:
+    out_words = WORD.findall(output.lower())
+    ins_words = WORD.findall(instruction.lower())
+    in_words = WORD.findall(given.lower())
+    distinct = set(out_words)
+    stripped = output.strip()
+    bare = not stripped or len(out_words) <= 3 or bool(BARE.fullmatch(stripped))
+    copied = len(distinct & set(in_words)) / max(1, len(distinct)) if in_words else 0.0
+    repetition = 1.0 - len(distinct) / max(1, len(out_words))
+    asks = bool(ASKS_FOR_TEXT.search(instruction))
+    degenerate = (asks and (bare or (copied > 0.9 and len(out_words) < 15))) or (
+        len(out_words) >= 20 and repetition > 0.7
+    )
+    return [
+        float(np.log1p(len(ins_words))),
+        float(np.log1p(len(in_words))),
+        float(np.log1p(len(out_words))),
+        float(bool(given.strip())),
+        float(np.log2(1 + len(ins_words) + len(in_words)) + len(CONSTRAINT.findall(instruction))),
+        0.0,  # coherence, filled in from the hashed vectors
+        float(degenerate),
+        repetition,
+        copied,
+        len(distinct & set(ins_words)) / max(1, len(set(ins_words))),
+        float(np.log1p(output.count("\n"))),
+        float(np.log1p(len(re.findall(r"(?m)^\s*(\d+[.)]|[-*•])", output)))),
+        float(np.log1p(len(re.findall(r"[.!?](\s|$)", output)))),
+        float(stripped[-1:] in ".!?") if stripped else 0.0,
+        float(np.log1p(len(output)) - np.log1p(len(out_words) + 1)),
+    ]
+
+
+def signals(records: pl.DataFrame) -> tuple[np.ndarray, Any]:
+    """(scalar signals in ``SCALARS`` order, hashed response word 1-2 grams as a sparse matrix)."""
+    import scipy.sparse as sp
+
+    instruction, given, output = _columns(records)
+    if not records.height:
+        return np.zeros((0, len(SCALARS))), sp.csr_matrix((0, HASH_FEATURES))
+    base = np.array([_record_scalars(*row) for row in zip(instruction, given, output, strict=True)])
+    prompts = [i if not g else f"{i}\n\n{g}" for i, g in zip(instruction, given, strict=True)]
+    unigrams = _hasher((1, 1))
+    base[:, SCALARS.index("coherence")] = np.asarray(
+        unigrams.transform(prompts).multiply(unigrams.transform(output)).sum(axis=1)
+    ).ravel()
+    log_words = base[:, SCALARS.index("log_words_output")]
+    hinges = np.maximum(0.0, log_words[:, None] - np.asarray(LENGTH_KNOTS)[None, :])
+    return np.hstack([base, hinges]), _hasher((1, 2)).transform(output).tocsr()
+
+
+def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
+    """The label-free annotation columns: ``instruction_complexity``, ``coherence``, ``degenerate``, ``repetition``."""
+    return pl.DataFrame(
+        {
+            ID: records[ID],
+            "instruction_complexity": pl.Series(scalars[:, SCALARS.index("instruction_complexity")], dtype=pl.Float64),
+            "coherence": pl.Series(scalars[:, SCALARS.index("coherence")], dtype=pl.Float64),
+            "degenerate": pl.Series(scalars[:, SCALARS.index("degenerate")] > 0.5, dtype=pl.Boolean),
+            "repetition": pl.Series(scalars[:, SCALARS.index("repetition")], dtype=pl.Float64),
+        }
+    )
+
+
+def text_matrix(scalars: np.ndarray, hashed: Any, mean: np.ndarray, scale: np.ndarray) -> Any:
+    """The probes' design matrix: standardized scalar signals, then the hashed response n-grams."""
+    import scipy.sparse as sp
+
+    return sp.hstack([sp.csr_matrix((scalars - mean) / scale), hashed]).tocsr()
