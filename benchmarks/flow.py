@@ -42,7 +42,7 @@ def plain(out: str, source: str, recipe_path: str) -> None:
     """The flow's work as plain library calls (the baseline); prints its stage times."""
     from curate.dedup.exact import exact_duplicates
     from curate.dedup.near import near_duplicates
-    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
+    from curate.embed.encoder import Embedder, EmbedSettings
     from curate.io.ingest import IngestOptions
     from curate.recipes.recipe import load_recipe
     from curate.run.pipeline import RunWriter
@@ -65,20 +65,17 @@ def plain(out: str, source: str, recipe_path: str) -> None:
         with clock(step.name or step.use):
             records = writer.add(run_filter(records, get("filter", step.use)(**step.params), step.name or step.use))
     if recipe.score is not None:
-        from scorers.probe import DEFAULT_PROBE, QualityProbe, pair_vectors, probe_stage, record_vectors
+        from curate.selection.strategies import selection_vectors
+        from scorers.probe import load_probes, probe_stage
 
         embedder = Embedder(EmbedSettings(model=recipe.score.embedder))
-        cache = EmbeddingCache(EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
         with clock("quality"):
-            probe = QualityProbe.load(recipe.score.probe or DEFAULT_PROBE)
-            records = writer.add(probe_stage(records, probe, embedder, cache))
+            probes = load_probes(recipe.score.probe_paths())
+            records = writer.add(probe_stage(records, probes, recipe.score.combine, embedder, progress=False))
 
         def inputs(spec):
             scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
-            vectors = None
-            if spec.strategy in ("diverse", "kcenter"):
-                vectors = record_vectors(*pair_vectors(records, embedder, cache))
-            return scores, vectors
+            return scores, selection_vectors(records, spec.params(), scores, recipe.score.embedder)
 
         with clock("select"):
             for side in recipe.selections:
@@ -88,6 +85,7 @@ def plain(out: str, source: str, recipe_path: str) -> None:
                 write_card(branch.run.root)
             scores, vectors = inputs(recipe.select)
             records = writer.add(select(records, recipe.select.params(), scores=scores, vectors=vectors))
+        writer.manifest["selections"] = {side.name: f"selections/{side.name}" for side in recipe.selections}
     with clock("export"):
         writer.finish(records)
     with clock("card"):

@@ -66,7 +66,7 @@ def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> 
     assert [s["name"] for s in manifest["stages"]] == ["ingest", "quality", "select"]
     # The reported diversity is the mean pairwise cosine of the kept records' vectors, re-derived here.
     from curate.embed.encoder import Embedder, EmbedSettings
-    from scorers.probe import pair_vectors, record_vectors
+    from curate.embed.pairs import pair_vectors, record_vectors
 
     vectors = record_vectors(*pair_vectors(pl.read_parquet(out / "data"), Embedder(EmbedSettings(precision="fp32"))))
     total = vectors.astype(np.float64).sum(axis=0)
