@@ -83,7 +83,7 @@ def test_api_names_are_not_shadowed_by_subpackages() -> None:
     import curate
     import curate.run.directory
     import curate.selection.strategies
-    import curate.training.trainer  # noqa: F401
+    import curate.training.trainer
     from curate import api
 
     for name in curate.__all__:
