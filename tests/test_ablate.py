@@ -61,7 +61,7 @@ arms:
     for e in entries:
         answers = (Path(e["train_dir"]) / "generations.jsonl").read_text().splitlines()
         assert len(answers) == 2 and (Path(e["train_dir"]) / "ifeval.json").is_file()
-    assert "| IFEval prompt-strict | " in done.stdout and "metric pairwise: not run" in done.stdout
+    assert "| IFEval prompt-strict % | " in done.stdout and "metric pairwise: not run" in done.stdout
 
     card = (out / "arms" / "longest-8" / "README.md").read_text()
     assert "### Ablation `tiny` (this set is arm `longest-8`)" in card
@@ -114,8 +114,8 @@ def test_presets_are_the_shipped_yaml_files() -> None:
 
     ci, cpu, full = preset("ci"), preset("cpu"), preset("full")
     assert ci.ifeval["prompts"] <= 8 and ci.budget == "steps"
-    assert len(cpu.seeds) >= 3 and {a.name for a in cpu.arms} == {"curated-64", "random-64"}
-    assert next(a for a in cpu.arms if a.name == "curated-64").recipe == "curate-alpaca"
+    assert len(cpu.seeds) >= 3 and {a.name for a in cpu.arms} == {"curated-32", "random-32"}
+    assert next(a for a in cpu.arms if a.name == "curated-32").recipe == "curate-alpaca"
     assert full.budget == "epochs" and len(full.seeds) == 3 and full.ifeval["prompts"] == 541
     assert [a.name for a in full.arms] == ["full-52k", "curated-9k", "random-9k", "lima-1k", "random-1k", "longest-1k"]
     with pytest.raises(CurateError, match="unknown preset 'gpu'"):
@@ -127,7 +127,7 @@ def test_presets_are_the_shipped_yaml_files() -> None:
 def test_ci_preset_runs_end_to_end_with_ifeval(tmp_path: Path) -> None:
     out = tmp_path / "ci"
     done = run_cli("ablate", "--preset", "ci", "--out", str(out), "--quiet")
-    assert "| longest-64 | random-64 | IFEval prompt-strict |" in done.stdout
+    assert "| longest-64 | random-64 | IFEval prompt-strict % |" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert {r["arm"] for r in summary["arms"]} == {"random-64", "longest-64"}
     assert all(r["ifeval_prompt_strict"]["n"] == 2 for r in summary["arms"])
