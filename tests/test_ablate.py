@@ -11,6 +11,7 @@ from curate.errors import CurateError
 from tests.conftest import run_cli
 
 
+@pytest.mark.timeout(1800)
 def test_ablation_end_to_end(tmp_path: Path) -> None:
     from curate.training.ablate import ci_source
 
