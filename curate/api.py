@@ -119,12 +119,34 @@ def train(run: str | Path, out: str | Path, device: str | None = None, **config:
 
 
 def ablate(spec: str | Path, out: str | Path, seeds: list[int] | None = None, device: str | None = None) -> dict:
-    """A fixed-model ablation from a spec YAML or a preset name (``ci``, ``full``); returns its summary."""
-    from curate.training.ablate import load_spec, preset, run_ablation, with_seeds
+    """A fixed-model ablation from a spec YAML or a preset name (``ci``, ``cpu``, ``full``); returns its summary."""
+    from curate.training.ablate import PRESETS, load_spec, preset, run_ablation, with_seeds
 
-    out = Path(out)
-    loaded = preset(str(spec), out, progress=False) if str(spec) in ("ci", "cpu", "full") else load_spec(spec)
-    return run_ablation(with_seeds(loaded, seeds), out, progress=False, device=device)
+    loaded = preset(str(spec)) if str(spec) in PRESETS else load_spec(spec)
+    return run_ablation(with_seeds(loaded, seeds), Path(out), progress=False, device=device, run_recipe=recipe_arm)
+
+
+def recipe_arm(recipe: str, source: str, n: int, out: Path, progress: bool = True) -> Path:
+    """An ablation arm made by a recipe: its stages (dedup, filters, score) on ``source`` (a run
+    directory) into a pool shared by the recipe's arms, then its ``select`` (or, with
+    ``recipe: NAME:SELECTION``, the selection of that name) sized ``n``. So the arm follows
+    whatever the recipe curates."""
+    from curate.errors import CurateError
+    from curate.recipes.recipe import Recipe
+    from curate.training.ablate import PRESET_DIR
+
+    name, _, selection = recipe.partition(":")
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PRESET_DIR / f"{name}.yaml"
+    loaded = Pipeline.from_recipe(path).recipe
+    choices = {s.name: s for s in [*([loaded.select] if loaded.select else []), *loaded.selections]}
+    spec = choices.get(selection) if selection else loaded.select
+    if spec is None:
+        wanted = f"selection named {selection!r}" if selection else "select: stage"
+        raise CurateError(f"recipe {path} has no {wanted} to size an ablation arm with (it has {sorted(choices)})")
+    stages = loaded.model_copy(update={"select": None, "selections": []})
+    pool = Pipeline(f"{path.stem}-pool", stages).run(source, out=out.parent / f"pool-{path.stem}", progress=progress)
+    chosen = Recipe(name=f"{path.stem}-{spec.name}", select=spec.model_copy(update={"n": n}))
+    return Pipeline(chosen.name, chosen).run(str(pool.out), out=out, progress=progress).out
 
 
 @dataclass

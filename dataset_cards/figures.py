@@ -107,23 +107,27 @@ def loss_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
 
 
 def ablation(
-    curves: dict[str, list[float]], finals: dict[str, tuple[float, float, float]], path: Path, title: str, metric: str
+    curves: dict[str, list[float]], panels: dict[str, dict[str, tuple[float, float, float]]], path: Path, title: str
 ) -> None:
-    """Left: each arm's mean loss curve over seeds. Right: the final metric, mean with its 95% CI."""
+    """Left: each arm's mean loss curve over seeds. Then one panel per metric: each arm's mean with its 95% CI."""
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"wspace": 0.45})
+    fig, axes = plt.subplots(
+        1, 1 + len(panels), figsize=(4.2 * (1 + len(panels)), 3.4), gridspec_kw={"wspace": 0.55}, squeeze=False
+    )
+    left, *rights = axes[0]
     for (label, losses), color in zip(curves.items(), _COLORS * 4, strict=False):
         left.plot(np.arange(1, len(losses) + 1), losses, color=color, label=label, linewidth=1.2)
     left.set_xlabel("optimizer step")
     left.set_ylabel("training loss (mean over seeds)")
     left.legend(fontsize=8)
-    names = list(finals)
-    means = np.array([finals[n][0] for n in names])
-    low = np.array([finals[n][1] for n in names])
-    high = np.array([finals[n][2] for n in names])
-    y = np.arange(len(names))[::-1]
-    right.errorbar(means, y, xerr=[means - low, high - means], fmt="o", color="#4C72B0", capsize=4)
-    right.set_yticks(y, names)
-    right.set_xlabel(f"{metric} (mean, 95% CI over seeds)")
+    for right, (metric, finals) in zip(rights, panels.items(), strict=True):
+        names = list(finals)
+        means = np.array([finals[n][0] for n in names])
+        low = np.array([finals[n][1] for n in names])
+        high = np.array([finals[n][2] for n in names])
+        y = np.arange(len(names))[::-1]
+        right.errorbar(means, y, xerr=[means - low, high - means], fmt="o", color="#4C72B0", capsize=4)
+        right.set_yticks(y, names)
+        right.set_xlabel(f"{metric}\n(mean, 95% CI over seeds)", fontsize=9)
     fig.suptitle(title)
     _save(fig, path)

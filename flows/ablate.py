@@ -1,5 +1,5 @@
-"""The ``ablate`` flow: materialize the arms, train every arm with every seed (one task each),
-then write the results and the dataset cards' sections.
+"""The ``ablate`` flow: materialize the arms, train and evaluate every arm with every seed (one task
+each), then judge (with ``judge:``) and write the results and the dataset cards' sections.
 
 Only wiring; the logic lives in :mod:`curate.training.ablate` and :mod:`curate.training.trainer`. Reruns reuse
 finished trainings and resume killed ones from their checkpoints.
@@ -14,22 +14,29 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from curate.training.ablate import AblationSpec, load_spec, prepare_arms, preset, train_arm, with_seeds, write_results
+from curate.api import recipe_arm
+from curate.training.ablate import (
+    AblationSpec,
+    judge_entries,
+    load_spec,
+    prepare_arms,
+    preset,
+    train_arm,
+    with_seeds,
+    write_results,
+)
 from dataset_cards.ablation import results_markdown
 
 
 @task(cache_policy=NONE)
 def spec_task(spec: str | None, preset_name: str | None, out: str | None) -> tuple[AblationSpec, Path]:
-    if preset_name:
-        target = Path(out or f"ablations/{preset_name}")
-        return preset(preset_name, target, progress=False), target
-    loaded = load_spec(spec)
+    loaded = preset(preset_name) if preset_name else load_spec(spec)
     return loaded, Path(out or f"ablations/{loaded.name}")
 
 
 @task(cache_policy=NONE)
 def arms_task(spec: AblationSpec, out: Path) -> dict[str, dict[str, Any]]:
-    return prepare_arms(spec, out, progress=False)
+    return prepare_arms(spec, out, progress=False, run_recipe=recipe_arm)
 
 
 @task(cache_policy=NONE, task_run_name="train {arm} seed {seed}")
@@ -39,6 +46,7 @@ def train_task(spec: AblationSpec, arm: str, run: str, seed: int, out: Path, dev
 
 @task(cache_policy=NONE)
 def results_task(spec: AblationSpec, out: Path, arms: dict[str, dict[str, Any]], entries: list[dict[str, Any]]):
+    judge_entries(spec, arms, entries)
     return write_results(spec, out, arms, entries)
 
 
@@ -50,7 +58,7 @@ def ablate(
     seeds: list[int] | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Run an ablation from a spec file (or a preset: ci, full); returns the summary."""
+    """Run an ablation from a spec file (or a preset: ci, cpu, full); returns the summary."""
     logger = get_run_logger()
     loaded, target = spec_task(spec, None if spec else preset_name, out)
     loaded = with_seeds(loaded, seeds)

@@ -68,19 +68,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_ablate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from curate.api import recipe_arm
     from curate.training.ablate import load_spec, preset, run_ablation, with_seeds
     from dataset_cards.ablation import results_markdown
 
     if bool(args.spec) == bool(args.preset):
-        raise usage("give an ablation spec (YAML) or --preset ci|full, not both")
-    if args.preset:
-        out = Path(args.out or f"ablations/{args.preset}")
-        spec = preset(args.preset, out, progress=not args.quiet)
-    else:
-        spec = load_spec(args.spec)
-        out = Path(args.out or f"ablations/{spec.name}")
+        raise usage("give an ablation spec (YAML) or --preset ci|cpu|full, not both")
+    spec = preset(args.preset) if args.preset else load_spec(args.spec)
+    out = Path(args.out or f"ablations/{spec.name}")
     spec = with_seeds(spec, args.seeds)
-    summary = run_ablation(spec, out, progress=not args.quiet, device=args.device)
+    summary = run_ablation(spec, out, progress=not args.quiet, device=args.device, run_recipe=recipe_arm)
     print(results_markdown(summary, spec.train.get("model")), end="")
     print(f"  results: {out}/results.json ({len(summary['arms']) * len(spec.seeds)} entries), {out}/summary.json,")
     print(f"  {out}/results.md, plot {out}/ablation.png; adapters under {out}/train/")
@@ -151,7 +148,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("ablate", help="fixed-model data ablation: arms x seeds, mean and 95%% CI per arm")
     p.add_argument("spec", nargs="?", metavar="ABLATION.yaml", help="the ablation spec (arms, budget, seeds)")
-    p.add_argument("--preset", choices=["ci", "full"], help="ci: small CPU run; full: the Alpaca arms (GPU)")
+    p.add_argument(
+        "--preset",
+        choices=["ci", "cpu", "full"],
+        help="ci: minutes, in CI; cpu: curated vs random within an hour on 2 cores; full: the Alpaca arms (GPU)",
+    )
     p.add_argument("--out", metavar="DIR", help="ablation directory (default ablations/<name>)")
     p.add_argument("--seeds", type=int, nargs="+", help="override the spec's seeds")
     p.add_argument("--device", help="cpu or cuda (default: cuda when present)")

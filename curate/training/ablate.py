@@ -13,19 +13,30 @@ that arm", which also makes a random selection that arm's control.
     steps: 1000             # with budget: steps
     seeds: [0, 1, 2]
     train: {max_len: 512, batch_size: 8, grad_accum: 2, lr: 3.0e-4, eval_n: 805}
+    sources: {alpaca: {dataset: alpaca, records: 2000}}   # optional: "@alpaca" below, ingested on the fly
+    ifeval: {prompts: 48, max_new_tokens: 128, batch_size: 8}  # optional: IFEval on each adapter
     arms:
       - {name: curated-9k, run: runs/curate-alpaca-scored, select: {strategy: top_k, by: quality_probe, n: 9000}}
       - {name: random-9k, run: runs/curate-alpaca-scored, select: {strategy: random, n: curated-9k, seed: 0}}
+      - {name: recipe-128, run: "@alpaca", recipe: curate-alpaca, select: {n: 128}}
+
+An arm with ``recipe:`` is that recipe (a name in ``curate/recipes`` or a YAML path) run on the
+arm's ``run`` with its ``select`` size set to the arm's ``n``: the curated arm follows whatever the
+recipe selects. Metrics: held-out loss on AlpacaEval references (always), IFEval prompt- and
+instruction-level accuracy, strict and loose (with ``ifeval:``), and ``curate pairwise`` with a judge
+endpoint (``judge:``); the summary says which ran.
 
 Layout of the ablation directory::
 
     ABL/spec.json                 the resolved spec
     ABL/arms/<arm>/               run directories of selection arms
-    ABL/train/<arm>/seed-<s>/     one trainer output per arm and seed (adapter, metrics, loss curve)
+    ABL/data/<source>/            run directories of ``sources:``
+    ABL/train/<arm>/seed-<s>/     one trainer output per arm and seed (adapter, metrics, loss curve,
+                                  generations.jsonl and ifeval.json with ``ifeval:``)
     ABL/results.json              one entry per arm and seed
     ABL/summary.json              per-arm mean and 95% CI over seeds, paired differences vs controls
     ABL/results.md                the same as tables
-    ABL/ablation.png              loss curves and the final metric with error bars
+    ABL/ablation.png              loss curves and every metric per arm with error bars
 
 Each arm's data run directory also gets ``RUN/ablations/<name>.json`` and its card is rebuilt
 with an "Ablation results" section.
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,8 +60,22 @@ from curate.training.trainer import TrainConfig
 
 METRIC = "eval_loss"
 PRESET_DIR = Path(__file__).resolve().parents[1] / "recipes"
+PRESETS = ("ci", "cpu", "full")
 CI_SOURCE_RECORDS = 300
 _TRAIN_KEYS = set(TrainConfig.__dataclass_fields__) - {"seed", "epochs", "max_steps"}
+_IFEVAL_KEYS = {"prompts", "max_new_tokens", "batch_size"}
+_JUDGE_KEYS = {"base_url", "judge_model", "api_key_env", "n", "max_new_tokens"}
+# metric key -> (label, True when higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "eval_loss": ("AlpacaEval reference loss", False),
+    "ifeval_prompt_strict": ("IFEval prompt-strict", True),
+    "ifeval_prompt_loose": ("IFEval prompt-loose", True),
+    "ifeval_inst_strict": ("IFEval instruction-strict", True),
+    "ifeval_inst_loose": ("IFEval instruction-loose", True),
+    "pairwise_win_minus_loss": ("pairwise win - loss rate vs control", True),
+}
+# A recipe arm's builder: (recipe, source run, n, target, progress) -> the run directory it wrote.
+RecipeRunner = Callable[[str, str, int, Path, bool], Path]
 
 
 @dataclass
@@ -58,6 +84,7 @@ class Arm:
     run: str
     select: dict[str, Any] | None = None
     control: str | None = None
+    recipe: str | None = None
 
     @property
     def is_random(self) -> bool:
@@ -74,6 +101,9 @@ class AblationSpec:
     steps: int | None = None
     train: dict[str, Any] = field(default_factory=dict)
     save_every: int = 50
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ifeval: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.budget not in ("epochs", "steps"):
@@ -88,6 +118,17 @@ class AblationSpec:
             raise CurateError(f"ablation {self.name}: arms need distinct names (got {names})")
         if not self.seeds:
             raise CurateError(f"ablation {self.name}: at least one seed")
+        for key, allowed in (("ifeval", _IFEVAL_KEYS), ("judge", _JUDGE_KEYS)):
+            unknown = set(getattr(self, key) or {}) - allowed
+            if unknown:
+                raise CurateError(f"ablation {self.name}: unknown {key} settings {sorted(unknown)}")
+        if self.judge and not (self.judge.get("base_url") and self.judge.get("judge_model")):
+            raise CurateError(f"ablation {self.name}: judge needs base_url and judge_model")
+        for arm in self.arms:
+            if arm.recipe and not (arm.select and isinstance(arm.select.get("n"), int)):
+                raise CurateError(f"arm {arm.name}: a recipe arm needs select: {{n: N}} (its size)")
+            if arm.run.startswith("@") and arm.run[1:] not in self.sources:
+                raise CurateError(f"arm {arm.name}: {arm.run} names no entry of sources {sorted(self.sources)}")
 
     def config(self, seed: int) -> TrainConfig:
         if self.budget == "steps":
@@ -108,6 +149,9 @@ class AblationSpec:
             "seeds": self.seeds,
             "train": self.train,
             "save_every": self.save_every,
+            "sources": self.sources,
+            "ifeval": self.ifeval,
+            "judge": {k: v for k, v in (self.judge or {}).items()} or None,
             "arms": [a.__dict__ for a in self.arms],
         }
 
@@ -135,42 +179,45 @@ def spec_from_dict(raw: Any, where: str = "ablation spec") -> AblationSpec:
         raise CurateError(f"{where}: {exc}") from None
 
 
-def preset(name: str, out: Path, progress: bool = True) -> AblationSpec:
-    """``ci``: a few hundred Alpaca records ingested on the fly, two arms, two seeds, short
-    sequences, a few optimizer steps. ``full``: ``curate/recipes/ablation-full.yaml``."""
-    if name == "full":
-        return load_spec(PRESET_DIR / "ablation-full.yaml")
-    if name != "ci":
-        raise CurateError(f"unknown preset {name!r} (ci or full)")
-    source = ci_source(out / "data", progress)
-    return AblationSpec(
-        name="ci",
-        budget="steps",
-        steps=4,
-        seeds=[0, 1],
-        train={"max_len": 96, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, "warmup_ratio": 0.1, "eval_n": 16},
-        arms=[
-            Arm("random-64", str(source), {"strategy": "random", "n": 64, "seed": 0}),
-            Arm("longest-64", str(source), {"strategy": "longest", "n": "random-64"}),
-        ],
-    )
+def preset(name: str) -> AblationSpec:
+    """A shipped ablation: ``curate/recipes/ablation-<name>.yaml`` (ci, cpu or full)."""
+    if name not in PRESETS:
+        raise CurateError(f"unknown preset {name!r} ({', '.join(PRESETS)})")
+    return load_spec(PRESET_DIR / f"ablation-{name}.yaml")
 
 
 def ci_source(folder: Path, progress: bool = True) -> Path:
     """The first ``CI_SOURCE_RECORDS`` Alpaca records as a run directory (built once)."""
+    return source_run("alpaca", {"dataset": "alpaca", "records": CI_SOURCE_RECORDS}, folder, progress)
+
+
+def source_run(name: str, source: dict[str, Any], folder: Path, progress: bool = True) -> Path:
+    """A registered dataset (or its first ``records`` records) ingested as a run directory, built once."""
     from curate.io import catalog
     from curate.io.ingest import IngestOptions
     from curate.run.pipeline import RunWriter, UpToDate
 
-    records = json.loads(catalog.resolve(catalog.lookup("alpaca")).read_text())[:CI_SOURCE_RECORDS]
-    source = folder / f"alpaca-{CI_SOURCE_RECORDS}.json"
-    write_bytes(source, json.dumps(records, indent=1).encode())
-    run = folder / f"alpaca-{CI_SOURCE_RECORDS}"
-    writer = RunWriter(
-        run, "ingest", {"sources": [str(source)]}, invocation="curate ablate --preset ci", overwrite=True
-    )
+    unknown = set(source) - {"dataset", "records"}
+    dataset = catalog.lookup(str(source.get("dataset")))
+    if unknown or dataset is None:
+        raise CurateError(f"source {name}: needs dataset: <a registered name> and optional records: N")
+    path = catalog.resolve(dataset)
+    limit = source.get("records")
+    spec = str(path)
+    if limit:
+        if path.suffix == ".json":
+            rows = json.loads(path.read_text())[:limit]
+            text = json.dumps(rows, indent=1)
+        else:
+            text = "".join(path.read_text().splitlines(keepends=True)[:limit])
+        sliced = folder / f"{dataset.name}-{limit}{path.suffix}"
+        write_bytes(sliced, text.encode())
+        spec = str(sliced)
+    run = folder / (f"{dataset.name}-{limit}" if limit else dataset.name)
+    writer = RunWriter(run, "ingest", {"sources": [spec]}, invocation="curate ablate", overwrite=True)
+    options = IngestOptions(format=dataset.format, source=dataset.name, license=dataset.license)
     with contextlib.suppress(UpToDate):
-        writer.ingest_streaming([str(source)], IngestOptions(format="alpaca", source="alpaca"), progress=progress)
+        writer.ingest_streaming([spec], options, progress=progress)
     return run
 
 
@@ -181,10 +228,14 @@ def _arm_size(arm: Arm, sizes: dict[str, int]) -> int | None:
     return n
 
 
-def prepare_arms(spec: AblationSpec, out: Path, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Each arm's data run directory and size; selection arms are materialized under ``out/arms``."""
+def prepare_arms(
+    spec: AblationSpec, out: Path, progress: bool = True, run_recipe: RecipeRunner | None = None
+) -> dict[str, dict[str, Any]]:
+    """Each arm's data run directory and size; selection and recipe arms are materialized under
+    ``out/arms``. ``run_recipe`` builds recipe arms (the Python API's and the CLI's run recipes)."""
     from curate.run.directory import RunDir
 
+    built = {name: str(source_run(name, src, out / "data", progress)) for name, src in spec.sources.items()}
     prepared: dict[str, dict[str, Any]] = {}
     pending = list(spec.arms)
     while pending:
@@ -193,13 +244,25 @@ def prepare_arms(spec: AblationSpec, out: Path, progress: bool = True) -> dict[s
         if not ready:
             raise CurateError(f"ablation {spec.name}: arms {[a.name for a in pending]} name sizes of unknown arms")
         for arm in ready:
-            if not RunDir.is_run(arm.run):
-                raise CurateError(f"arm {arm.name}: {arm.run} is not a run directory (no manifest.json)")
-            if arm.select:
-                run = _materialize(arm, _arm_size(arm, sizes), out / "arms" / arm.name, progress)
+            source = built[arm.run[1:]] if arm.run.startswith("@") else arm.run
+            if not RunDir.is_run(source):
+                raise CurateError(f"arm {arm.name}: {source} is not a run directory (no manifest.json)")
+            wanted = _arm_size(arm, sizes)
+            if arm.recipe:
+                if run_recipe is None:
+                    raise CurateError(f"arm {arm.name}: recipe arms run through `curate ablate` or curate.ablate")
+                run = run_recipe(arm.recipe, source, wanted, out / "arms" / arm.name, progress)
+            elif arm.select:
+                run = _materialize(replace(arm, run=source), wanted, out / "arms" / arm.name, progress)
             else:
-                run = Path(arm.run)
-            prepared[arm.name] = {"run": str(run), "records": RunDir(run).manifest()["records"]["kept"]}
+                run = Path(source)
+            records = RunDir(run).manifest()["records"]["kept"]
+            if wanted is not None and records < wanted:
+                raise CurateError(
+                    f"arm {arm.name}: asked for {wanted:,} records but {run} has only {records:,} "
+                    f"(its source {source} is too small after curation)"
+                )
+            prepared[arm.name] = {"run": str(run), "records": records}
             pending.remove(arm)
     return {a.name: prepared[a.name] for a in spec.arms}
 
@@ -235,7 +298,9 @@ def train_arm(
     train_dir = out / "train" / arm / f"seed-{seed}"
     result = train(run, train_dir, spec.config(seed), device=device, save_every=spec.save_every, progress=progress)
     m = result.metrics
-    return {
+    if "eval" not in m:
+        raise CurateError(f"training {train_dir} stopped at step {m['steps']} of {m['of']}; rerun to resume")
+    entry = {
         "arm": arm,
         "seed": seed,
         "budget": spec.budget,
@@ -252,6 +317,26 @@ def train_arm(
         "tokens_per_s": m["tokens_per_s"],
         "seconds": m["seconds"],
         "reused": result.up_to_date,
+    }
+    if spec.ifeval:
+        entry.update(ifeval_entry(spec, train_dir, progress, device))
+    return entry
+
+
+def ifeval_entry(spec: AblationSpec, train_dir: Path, progress: bool, device: str | None) -> dict[str, Any]:
+    """IFEval accuracies of one trained adapter (cached generations; see curate.training.evaluate)."""
+    from curate.training.evaluate import GenerationSettings, evaluate_ifeval
+
+    settings = GenerationSettings(
+        max_new_tokens=spec.ifeval.get("max_new_tokens", 256), batch_size=spec.ifeval.get("batch_size", 8)
+    )
+    result = evaluate_ifeval(train_dir, spec.ifeval.get("prompts"), settings, device, progress)
+    return {
+        **{f"ifeval_{k}": result[k] for k in ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose")},
+        "ifeval_prompts": result["prompts"],
+        "ifeval_instructions": result["instructions"],
+        "ifeval_skipped": result["skipped"],
+        "ifeval_max_new_tokens": result["max_new_tokens"],
     }
 
 
@@ -275,29 +360,110 @@ def controls(spec: AblationSpec, arms: dict[str, dict[str, Any]]) -> dict[str, s
     return found
 
 
+def judge_entries(spec: AblationSpec, arms: dict[str, dict[str, Any]], entries: list[dict[str, Any]]) -> None:
+    """With ``judge:``, each arm's answers against its control's, seed by seed, judged in both orders
+    (``curate pairwise``); adds ``pairwise_win_minus_loss`` (and the rates) to the arm's entries."""
+    if not spec.judge:
+        return
+    from curate.training.pairwise import endpoint_judge, judge_arms
+
+    j = spec.judge
+    judge = endpoint_judge(j["base_url"], j["judge_model"], j.get("api_key_env"))
+    by_key = {(e["arm"], e["seed"]): e for e in entries}
+    for arm, control in controls(spec, arms).items():
+        for seed in spec.seeds:
+            mine, theirs = by_key.get((arm, seed)), by_key.get((control, seed))
+            if not (mine and theirs):
+                continue
+            result = judge_arms(
+                mine["train_dir"],
+                theirs["train_dir"],
+                judge,
+                n=j.get("n", 50),
+                max_new_tokens=j.get("max_new_tokens", 256),
+            )
+            mine.update(
+                pairwise_win_minus_loss=round(100 * (result["win_rate"] - result["loss_rate"]), 4),
+                pairwise_win_rate=result["win_rate"],
+                pairwise_loss_rate=result["loss_rate"],
+                pairwise_prompts=result["prompts"],
+                pairwise_judge=j["judge_model"],
+            )
+
+
+def metrics_run(spec: AblationSpec, entries: list[dict[str, Any]]) -> dict[str, str]:
+    """Which of the three metrics ran, in words (for the results table)."""
+    first = entries[0] if entries else {}
+    ran = {"eval_loss": f"held-out response loss on {first.get('eval_prompts')} AlpacaEval references"}
+    if spec.ifeval:
+        skipped = sorted({k for e in entries for k in e.get("ifeval_skipped", {})})
+        ran["ifeval"] = (
+            f"IFEval on {first.get('ifeval_prompts')} prompts ({first.get('ifeval_instructions')} instructions), "
+            f"greedy, at most {first.get('ifeval_max_new_tokens')} new tokens, lm-eval checkers"
+            + (f"; skipped (checker cannot run offline): {', '.join(skipped)}" if skipped else "")
+        )
+    else:
+        ran["ifeval"] = "not run (no ifeval: in the spec)"
+    if spec.judge:
+        ran["pairwise"] = f"curate pairwise, judge {spec.judge['judge_model']}, position-swapped, vs each control"
+    else:
+        ran["pairwise"] = "not run (needs a judge endpoint: judge: {base_url, judge_model} or `curate pairwise`)"
+    return ran
+
+
+def verdict(arm: str, control: str, metric: str, diff: dict[str, Any]) -> str:
+    """One honest line: the difference in points (or loss), its interval, and what it says."""
+    label, higher_better = METRICS[metric]
+    if diff["mean"] is None:
+        return f"{arm} − {control}: no paired seeds"
+    loss = metric == "eval_loss"
+    scale, unit = (1, "") if loss else (1, " points")
+    value = f"{diff['mean'] * scale:+.4f}" if loss else f"{diff['mean']:+.1f}"
+    if diff["low"] is None:
+        return f"{arm} − {control}: {value}{unit} {label} (one seed, no interval): not distinguishable"
+    interval = f"[{diff['low']:.4f}, {diff['high']:.4f}]" if loss else f"[{diff['low']:.1f}, {diff['high']:.1f}]"
+    if diff["low"] > 0 or diff["high"] < 0:
+        better = (diff["low"] > 0) == higher_better
+        word = "better" if better else "worse"
+    else:
+        word = "not distinguishable"
+    return f"{arm} − {control}: {value}{unit} {label}, 95 % CI {interval}: {word}"
+
+
 def summarize(spec: AblationSpec, arms: dict[str, dict[str, Any]], entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-arm mean and 95% CI over seeds of every metric, and paired differences vs controls."""
+    present = [k for k in METRICS if any(e.get(k) is not None for e in entries)]
     table = []
     for name, info in arms.items():
         mine = [e for e in entries if e["arm"] == name]
         row = {"arm": name, "data": info["run"], "records": info["records"], "seeds": [e["seed"] for e in mine]}
-        for key in ("eval_loss", "eval_perplexity", "final_train_loss"):
-            row[key] = _rounded(mean_ci([e[key] for e in mine]))
+        for key in ("eval_loss", "eval_perplexity", "final_train_loss", *present[1:]):
+            row[key] = _rounded(mean_ci([e[key] for e in mine if e.get(key) is not None]))
         table.append(row)
     paired = []
     for arm, control in controls(spec, arms).items():
-        by_seed = {name: {e["seed"]: e[METRIC] for e in entries if e["arm"] == name} for name in (arm, control)}
-        diff = _rounded(paired_difference(by_seed[arm], by_seed[control]))
-        verdict = "no clear difference"
-        if diff["high"] is not None and diff["high"] < 0:
-            verdict = f"{arm} better (lower loss; the 95% CI excludes 0)"
-        elif diff["low"] is not None and diff["low"] > 0:
-            verdict = f"{control} better (lower loss; the 95% CI excludes 0)"
-        paired.append({"arm": arm, "control": control, "metric": METRIC, **diff, "verdict": verdict})
+        for metric in present:
+            if metric == "pairwise_win_minus_loss":
+                by_seed = {e["seed"]: e[metric] for e in entries if e["arm"] == arm and e.get(metric) is not None}
+                diff = _rounded({**mean_ci(list(by_seed.values())), "seeds": sorted(by_seed)})
+            else:
+                by_seed = {name: {e["seed"]: e[metric] for e in entries if e["arm"] == name} for name in (arm, control)}
+                diff = _rounded(paired_difference(by_seed[arm], by_seed[control]))
+            paired.append(
+                {
+                    "arm": arm,
+                    "control": control,
+                    "metric": metric,
+                    **diff,
+                    "verdict": verdict(arm, control, metric, diff),
+                }
+            )
     first = entries[0] if entries else {}
     return {
         "name": spec.name,
         "metric": METRIC,
+        "metrics": present,
+        "metrics_run": metrics_run(spec, entries),
         "budget": spec.budget,
         "budget_text": spec.budget_text(),
         "seeds": spec.seeds,
@@ -333,12 +499,16 @@ def write_results(
         if runs:
             width = min(len(r) for r in runs)
             curves[name] = np.mean([r[:width] for r in runs], axis=0).round(6).tolist()
-    finals = {}
-    for row in summary["arms"]:
-        s = row[METRIC]
-        if s["mean"] is not None:
-            finals[row["arm"]] = (s["mean"], s["low"] if s["low"] is not None else s["mean"], s["high"] or s["mean"])
-    ablation(curves, finals, out / "ablation.png", f"Ablation {spec.name}: {spec.budget_text()}", "eval loss")
+    panels = {}
+    for metric in summary["metrics"]:
+        finals = {}
+        for row in summary["arms"]:
+            s = row[metric]
+            if s["mean"] is not None:
+                finals[row["arm"]] = (s["mean"], s["mean"] if s["low"] is None else s["low"], s["high"] or s["mean"])
+        if finals:
+            panels[METRICS[metric][0]] = finals
+    ablation(curves, panels, out / "ablation.png", f"Ablation {spec.name}: {spec.budget_text()}")
     _add_to_cards(spec, out, arms, summary)
     return summary
 
@@ -354,15 +524,19 @@ def _add_to_cards(spec: AblationSpec, out: Path, arms: dict[str, dict[str, Any]]
 
 
 def run_ablation(
-    spec: AblationSpec, out: str | Path, progress: bool = True, device: str | None = None
+    spec: AblationSpec,
+    out: str | Path,
+    progress: bool = True,
+    device: str | None = None,
+    run_recipe: RecipeRunner | None = None,
 ) -> dict[str, Any]:
-    """Prepare the arms, train every arm with every seed, and write the results."""
+    """Prepare the arms, train and evaluate every arm with every seed, and write the results."""
     from curate.run.progress import Progress
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "spec.json", spec.as_dict())
-    arms = prepare_arms(spec, out, progress)
+    arms = prepare_arms(spec, out, progress, run_recipe)
     entries = []
     bar = Progress(f"ablation {spec.name}", "trainings", total=len(arms) * len(spec.seeds), enabled=progress)
     for name, info in arms.items():
@@ -370,6 +544,7 @@ def run_ablation(
             entries.append(train_arm(spec, name, info["run"], seed, out, progress, device))
             bar.advance(1)
     bar.close()
+    judge_entries(spec, arms, entries)
     return write_results(spec, out, arms, entries)
 
 

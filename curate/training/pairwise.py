@@ -71,28 +71,6 @@ def pairwise(
     }
 
 
-def generate_answers(
-    adapter_dir: str, prompts: Sequence[str], model: str | None = None, max_new_tokens: int = 256, batch_size: int = 8
-) -> list[str]:
-    """Greedy answers of the base model with a trained adapter, for already formatted prompts."""
-    import torch
-    from peft import PeftModel
-
-    from curate.llm.lm import load_lm
-
-    lm = load_lm(model)
-    tuned = PeftModel.from_pretrained(lm.model, adapter_dir).eval()
-    tokenizer = lm.tokenizer
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True).to(lm.device)
-        with torch.no_grad():
-            out = tuned.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
-        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return [a.strip() for a in answers]
-
-
 def endpoint_judge(base_url: str, model: str, api_key_env: str | None = None) -> Judge:
     """A judge on any OpenAI-compatible endpoint, through the shared client ``curate.llm.chat``
     (cached, retried); temperature 0."""
@@ -111,23 +89,17 @@ def judge_arms(train_a: str, train_b: str, judge: Judge, n: int = 50, max_new_to
     import json
     from pathlib import Path
 
-    from transformers import AutoTokenizer
-
-    from curate.llm.lm import resolve_lm
     from curate.selection.strategies import seeded_order
-    from curate.training.trainer import TrainConfig, eval_records, prompt_and_response
+    from curate.training.evaluate import GenerationSettings, adapter_generations
+    from curate.training.trainer import eval_records
 
     configs = [json.loads((Path(t) / "metrics.json").read_text())["config"] for t in (train_a, train_b)]
     if configs[0]["model"] != configs[1]["model"] or configs[0]["template"] != configs[1]["template"]:
         raise CurateError("pairwise judging compares adapters of the same base model and prompt template")
-    config = TrainConfig(**configs[0])
     records = eval_records()
     records = records[seeded_order(records["id"], 0)[:n].tolist()]
-    tokenizer = AutoTokenizer.from_pretrained(resolve_lm(config.model))
-    rows = list(records.iter_rows(named=True))
-    prompts = [prompt_and_response(r, config.template, tokenizer)[0] for r in rows]
-    answers = [
-        generate_answers(str(Path(t) / "adapter"), prompts, config.model, max_new_tokens) for t in (train_a, train_b)
-    ]
-    result = pairwise([r["instruction"] for r in rows], answers[0], answers[1], judge)
+    instructions = list(records["instruction"])
+    settings = GenerationSettings(max_new_tokens=max_new_tokens)
+    answers = [adapter_generations(t, instructions, settings, progress=False) for t in (train_a, train_b)]
+    result = pairwise(instructions, answers[0], answers[1], judge)
     return {"a": str(train_a), "b": str(train_b), **result}
