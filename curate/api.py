@@ -67,17 +67,17 @@ def score(
     embedder: str | None = None,
     helpfulness_probe: str | None = None,
     combine: list[Any] | None = None,
+    progress: bool = False,
 ) -> StageResult:
     """The quality stage's annotations: ``quality_probe``, ``helpfulness_probe``, the label-free signals,
     the combined scores (``quality_score``, ``lima_score``; ``combine``: the recipe's, default
     :data:`curate.recipes.recipe.DEFAULT_COMBINE`) and ``response_tokens``."""
-    from curate.embed.encoder import Embedder, EmbedSettings
     from curate.recipes.recipe import ScoreSpec
-    from scorers.probe import load_probes, probe_stage
+    from scorers.probe import quality_stage
 
-    spec = ScoreSpec(probe=probe, helpfulness_probe=helpfulness_probe, **({"combine": combine} if combine else {}))
-    model = Embedder(EmbedSettings(model=embedder))
-    return probe_stage(records, load_probes(spec.probe_paths()), spec.combine, model)
+    extra = {"combine": combine} if combine else {}
+    spec = ScoreSpec(probe=probe, embedder=embedder, helpfulness_probe=helpfulness_probe, **extra)
+    return quality_stage(records, spec, progress)
 
 
 def select(
@@ -227,12 +227,12 @@ class Pipeline:
             records = writer.open_input(list(sources), options, progress=progress)
         except UpToDate:
             return RunResult(Path(out), RunDir(out).manifest(), Path(out) / "README.md", up_to_date=True)
-        for result in self._stages(writer, records):
-            records = writer.add(result(records))
+        for stage in self._stages(writer, progress):
+            records = writer.add(stage(records))
         manifest = writer.finish(records)
         return RunResult(Path(out), manifest, card(out))
 
-    def _stages(self, writer: Any, records: pl.DataFrame) -> list[Any]:
+    def _stages(self, writer: Any, progress: bool) -> list[Any]:
         """One callable a stage (records -> StageResult), in the recipe's order."""
         r = self.recipe
         stages: list[Any] = []
@@ -243,20 +243,20 @@ class Pipeline:
         for step in r.filters:
             stages.append(lambda x, s=step: filter(x, s.use, s.name, **s.params))
         if r.score:
-            stages.append(
-                lambda x: score(x, r.score.probe, r.score.embedder, r.score.helpfulness_probe, r.score.combine)
-            )
+            from scorers.probe import quality_stage
+
+            stages.append(lambda x: quality_stage(x, r.score, progress))
         if r.select:
             stages.append(lambda x: self._select(writer, x))
         return stages
 
     def _select(self, writer: Any, records: pl.DataFrame) -> StageResult:
         from curate.selection.strategies import select as choose
-
-        spec = self.recipe.select
-        scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
         from curate.selection.strategies import selection_vectors
 
+        spec = self.recipe.select
+        params = spec.params()
+        scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
         embedder = self.recipe.score.embedder if self.recipe.score else None
-        vectors = selection_vectors(records, spec.params(), scores, embedder)
-        return choose(records, spec.params(), scores=scores, vectors=vectors)
+        vectors = selection_vectors(records, params, scores, embedder)
+        return choose(records, params, scores=scores, vectors=vectors)

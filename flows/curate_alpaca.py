@@ -67,20 +67,12 @@ def filter_stage(writer: RunWriter, records, use: str, params: dict[str, Any], n
     return writer.add(map_shards(runner, filter_shard, records, shard_rows, use=use, params=params, name=name))
 
 
-def _embedder(spec):
-    from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings
-
-    embedder = Embedder(EmbedSettings(model=spec.embedder))
-    return embedder, EmbeddingCache(EmbeddingCache.default_root(), embedder.key(), embedder.dimension)
-
-
 @task(cache_policy=NONE, persist_result=False)
 def quality(writer: RunWriter, records, spec):
     """The judge probes, the label-free signals and the combined scores (progress with rate and ETA in the log)."""
-    from scorers.probe import load_probes, probe_stage
+    from scorers.probe import quality_stage
 
-    embedder, _ = _embedder(spec)
-    result = probe_stage(records, load_probes(spec.probe_paths()), spec.combine, embedder, progress=True)
+    result = quality_stage(records, spec, progress=True)
     get_run_logger().info("quality: %s", result.stats)
     return writer.add(result)
 

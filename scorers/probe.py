@@ -258,6 +258,15 @@ def choose_weights(
     return best
 
 
+def quality_stage(records: pl.DataFrame, spec: Any, progress: bool = False) -> Any:
+    """:func:`probe_stage` as a recipe's ``score`` spec asks for it (its probes, combined scores and
+    embedder): the one way the flows and the Python API run the quality stage."""
+    from curate.embed.encoder import Embedder, EmbedSettings
+
+    embedder = Embedder(EmbedSettings(model=spec.embedder))
+    return probe_stage(records, load_probes(spec.probe_paths()), spec.combine, embedder, progress=progress)
+
+
 def probe_stage(
     records: pl.DataFrame,
     probes: dict[str, QualityProbe],

@@ -416,26 +416,28 @@ def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text"
     return _whole(rows, path) if compression else rows
 
 
-def _zstd_error() -> type[Exception]:
+def _stream_errors() -> tuple[type[Exception], ...]:
+    """What a decompressor raises on a truncated or corrupt stream."""
+    import zlib
+
+    errors: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
     try:
         import zstandard
     except ImportError:
-        return OSError
-    return zstandard.ZstdError
+        return errors
+    return (*errors, zstandard.ZstdError)
 
 
 def _whole(rows: Iterator[Row | Block], path: Path) -> Iterator[Row | Block]:
     """Rows of a compressed file; a stream that ends early or is corrupt is an error, never a
     silently shorter input."""
-    import zlib
-
     line = 0
     try:
         for row in rows:
             if isinstance(row, Row) and isinstance(row.line, int):
                 line = row.line
             yield row
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError, _zstd_error()) as exc:
+    except _stream_errors() as exc:
         raise InputError(
             f"{path}:{line + 1}", f"compressed data is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from None
