@@ -91,3 +91,24 @@ def test_a_delimiter_that_starts_with_dashes(tmp_path: Path, data_dir: Path) -> 
     posts = data_dir / "corpora" / "social_posts.txt"
     done = run_cli("ingest", str(posts), "--delimiter", "------", "--out", str(tmp_path / "posts"), "--quiet")
     assert "5,928 records in" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "kind"),
+    [
+        (["train", "RUN", "--max-steps", "1", "--eval-n", "1"], "training run"),
+        (["ablate", "--preset", "ci"], "ablation"),
+    ],
+)
+def test_training_and_ablation_outputs_refuse_a_users_folder(tmp_path: Path, command: list[str], kind: str) -> None:
+    run = tmp_path / "run"
+    run_cli("ingest", "alpaca-seed-tasks", "--out", str(run), "--quiet")
+    folder = _user_folder(tmp_path / "mine")
+    args = [str(run) if part == "RUN" else part for part in command]
+    done = run_cli(*args, "--out", str(folder), "--quiet", check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"curate: error: {folder} exists, is not empty and is not a curate {kind} directory; "
+        f"curate writes only into a new or empty folder or an earlier {kind} (choose another --out)"
+    ]
+    assert sorted(p.name for p in folder.rglob("*")) == ["README.md", "data", "mine.parquet"]

@@ -82,21 +82,12 @@ class RunDir:
 
     def claim(self) -> None:
         """Make the folder ours, or refuse it: curate never writes into a user's folder."""
-        if self.root.exists() and not self.root.is_dir():
-            raise CurateError(f"{self.root} exists and is not a directory")
-        if self.root.exists() and not self.owned(self.root) and any(self.root.iterdir()):
-            raise CurateError(
-                f"{self.root} exists, is not empty and is not a curate run directory; "
-                "curate writes only into a new or empty folder or an earlier run (choose another --out)"
-            )
+        claim_folder(self.root, "run", signs=(MANIFEST,))
         foreign = foreign_files(self.data_dir)
         if foreign:
             raise CurateError(
                 f"{foreign[0]} was not written by curate; move it out of {self.root} (curate deletes only its own)"
             )
-        self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / MARKER).exists():
-            write_json(self.root / MARKER, {"format": FORMAT}, durable=False)
 
     def prepare(self) -> None:
         """Claim the folder and clear what a killed run left, restoring data swapped out mid-way."""
@@ -181,6 +172,28 @@ class RunDir:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(other.root / entry["path"], target)
         return manifest
+
+
+def claim_folder(root: Path | str, kind: str, signs: tuple[str, ...] = ()) -> Path:
+    """Own ``root`` (a run, a training run, an ablation) or refuse it with one line.
+
+    A folder is curate's when it holds the marker or one of ``signs`` (files only curate writes
+    there, for folders from before the marker); a new or empty folder is marked first, so a
+    later run knows what it wrote. Any other folder belongs to the user and is left alone.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise CurateError(f"{root} exists and is not a directory")
+    ours = (root / MARKER).is_file() or any((root / sign).exists() for sign in signs)
+    if root.exists() and not ours and any(root.iterdir()):
+        raise CurateError(
+            f"{root} exists, is not empty and is not a curate {kind} directory; "
+            f"curate writes only into a new or empty folder or an earlier {kind} (choose another --out)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / MARKER).exists():
+        write_json(root / MARKER, {"format": FORMAT, "kind": kind}, durable=False)
+    return root
 
 
 def check_accounting(manifest: dict[str, Any]) -> None:

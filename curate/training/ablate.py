@@ -55,6 +55,7 @@ import yaml
 
 from curate.errors import CurateError
 from curate.io.atomic import write_bytes, write_json
+from curate.run.directory import claim_folder
 from curate.training.stats import mean_ci, paired_difference
 from curate.training.trainer import TrainConfig
 
@@ -533,8 +534,7 @@ def run_ablation(
     """Prepare the arms, train and evaluate every arm with every seed, and write the results."""
     from curate.run.progress import Progress
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(out, "ablation", signs=("spec.json",))
     write_json(out / "spec.json", spec.as_dict())
     arms = prepare_arms(spec, out, progress, run_recipe)
     entries = []

@@ -44,6 +44,7 @@ import numpy as np
 
 from curate.errors import CurateError
 from curate.io.atomic import TMP_MARK, atomic_path, clean_partial, write_json
+from curate.run.directory import claim_folder
 from curate.run.progress import Progress
 
 IGNORE = -100
@@ -521,8 +522,7 @@ def train(
     from peft import set_peft_model_state_dict
     from transformers import get_cosine_schedule_with_warmup
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(out, "training run", signs=(METRICS, CHECKPOINT))
     clean_partial(out)
     fingerprint = _fingerprint({"config": config.as_dict(), "data": _data_fingerprint(run)})
     metrics_path = out / METRICS
