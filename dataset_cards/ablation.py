@@ -54,7 +54,8 @@ def results_markdown(summary: dict[str, Any], model: str | None = None) -> str:
     ]
     for row in summary["arms"]:
         cells = " | ".join(_cell(row.get(m), m) for m in per_arm)
-        lines.append(f"| {row['arm']} | {row['records']:,} | {len(row['seeds'])} | {cells} |")
+        size = f"{row['records']:,}" + (f" (a random {row['trained_on']:,} per seed)" if row.get("trained_on") else "")
+        lines.append(f"| {row['arm']} | {size} | {len(row['seeds'])} | {cells} |")
     if summary["paired"]:
         lines += [
             "",

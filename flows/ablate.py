@@ -19,9 +19,11 @@ from curate.training.ablate import (
     AblationSpec,
     judge_entries,
     load_spec,
+    open_ablation,
     prepare_arms,
     preset,
     train_arm,
+    training_run,
     with_seeds,
     write_results,
 )
@@ -29,9 +31,11 @@ from dataset_cards.ablation import results_markdown
 
 
 @task(cache_policy=NONE)
-def spec_task(spec: str | None, preset_name: str | None, out: str | None) -> tuple[AblationSpec, Path]:
-    loaded = preset(preset_name) if preset_name else load_spec(spec)
-    return loaded, Path(out or f"ablations/{loaded.name}")
+def spec_task(
+    spec: str | None, preset_name: str | None, out: str | None, seeds: list[int] | None
+) -> tuple[AblationSpec, Path]:
+    loaded = with_seeds(preset(preset_name) if preset_name else load_spec(spec), seeds)
+    return loaded, open_ablation(loaded, out or f"ablations/{loaded.name}")
 
 
 @task(cache_policy=NONE)
@@ -60,11 +64,10 @@ def ablate(
 ) -> dict[str, Any]:
     """Run an ablation from a spec file (or a preset: ci, cpu, full); returns the summary."""
     logger = get_run_logger()
-    loaded, target = spec_task(spec, None if spec else preset_name, out)
-    loaded = with_seeds(loaded, seeds)
+    loaded, target = spec_task(spec, None if spec else preset_name, out, seeds)
     arms = arms_task(loaded, target)
     entries = [
-        train_task(loaded, name, info["run"], seed, target, device)
+        train_task(loaded, name, training_run(info, seed), seed, target, device)
         for name, info in arms.items()
         for seed in loaded.seeds
     ]

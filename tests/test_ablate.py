@@ -77,6 +77,39 @@ arms:
     assert all((Path(t) / "generations.jsonl").read_bytes() == a for t, a in answers.items())
 
 
+def test_sampled_arms_train_each_seed_on_its_own_draw(tmp_path: Path) -> None:
+    import polars as pl
+
+    from curate.run.directory import RunDir
+    from curate.training.ablate import ci_source
+
+    source = ci_source(tmp_path / "data", progress=False)
+    spec = tmp_path / "ablation.yaml"
+    arms = """arms:
+  - {{name: random-64, run: {source}, select: {{strategy: random, n: 64, seed: 0}}, sample: {n}}}
+  - {{name: longest-64, run: {source}, select: {{strategy: longest, n: random-64}}, sample: {n}}}
+"""
+    head = "name: sampled\nbudget: steps\nsteps: 1\nseeds: [0, 1]\ntrain: {max_len: 32, batch_size: 2, eval_n: 2}\n"
+    spec.write_text(head + arms.format(source=source, n=8))
+    out = tmp_path / "abl"
+    done = run_cli("ablate", str(spec), "--out", str(out), "--quiet")
+    assert "| longest-64 | 64 (a random 8 per seed) | 2 |" in done.stdout
+
+    entries = json.loads((out / "results.json").read_text())
+    assert all(e["examples"] == 8 and e["data"].endswith(f"{e['arm']}-sample-{e['seed']}") for e in entries)
+    whole = set(RunDir(out / "arms" / "longest-64").records()["id"].to_list())
+    draws = [set(pl.read_parquet(RunDir(e["data"]).data_files())["id"].to_list()) for e in entries]
+    assert all(d <= whole or d <= set(RunDir(out / "arms" / "random-64").records()["id"]) for d in draws)
+    longest = [d for d, e in zip(draws, entries, strict=True) if e["arm"] == "longest-64"]
+    assert longest[0] != longest[1] and all(d <= whole for d in longest)
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["arm"]: r["records"] for r in summary["arms"]} == {"random-64": 64, "longest-64": 64}
+
+    spec.write_text(head + arms.format(source=source, n=100))
+    done = run_cli("ablate", str(spec), "--out", str(tmp_path / "abl2"), "--quiet", check=False)
+    assert done.returncode == 2 and "arm random-64: sample 100 is larger than the arm (64 records)" in done.stderr
+
+
 def test_bad_specs_name_the_problem(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("name: x\nbudget: steps\narms:\n  - {name: a, run: nowhere}\n")
@@ -115,8 +148,9 @@ def test_presets_are_the_shipped_yaml_files() -> None:
 
     ci, cpu, full = preset("ci"), preset("cpu"), preset("full")
     assert ci.ifeval["prompts"] <= 8 and ci.budget == "steps"
-    assert len(cpu.seeds) >= 3 and {a.name for a in cpu.arms} == {"curated-32", "random-32"}
-    assert next(a for a in cpu.arms if a.name == "curated-32").recipe == "curate-alpaca"
+    assert len(cpu.seeds) >= 3 and {a.name for a in cpu.arms} == {"curated-9k", "random-9k"}
+    assert next(a for a in cpu.arms if a.name == "curated-9k").recipe == "curate-alpaca"
+    assert {a.sample for a in cpu.arms} == {128} and cpu.sources["alpaca"] == {"dataset": "alpaca"}
     assert full.budget == "epochs" and len(full.seeds) == 3 and full.ifeval["prompts"] == 541
     assert [a.name for a in full.arms] == ["full-52k", "curated-9k", "random-9k", "lima-1k", "random-1k", "longest-1k"]
     with pytest.raises(CurateError, match="unknown preset 'gpu'"):

@@ -22,9 +22,13 @@ that arm", which also makes a random selection that arm's control.
 
 An arm with ``recipe:`` is that recipe (a name in ``curate/recipes`` or a YAML path) run on the
 arm's ``run`` with its ``select`` size set to the arm's ``n``: the curated arm follows whatever the
-recipe selects. Metrics: held-out loss on AlpacaEval references (always), IFEval prompt- and
-instruction-level accuracy, strict and loose (with ``ifeval:``), and ``curate pairwise`` with a judge
-endpoint (``judge:``); the summary says which ran.
+recipe selects. ``sample: N`` trains each seed on its own random N of the arm's records (seed s draws
+``ABL/arms/<arm>-sample-<s>``): a machine-sized stand-in for an arm too large to train on whole, such as
+the curated 9k on a CPU; the arm's card and size stay those of the whole arm.
+
+Metrics: held-out loss on AlpacaEval references (always), IFEval prompt- and instruction-level
+accuracy, strict and loose (with ``ifeval:``), and ``curate pairwise`` with a judge endpoint
+(``judge:``); the summary says which ran.
 
 Layout of the ablation directory::
 
@@ -86,6 +90,7 @@ class Arm:
     select: dict[str, Any] | None = None
     control: str | None = None
     recipe: str | None = None
+    sample: int | None = None
 
     @property
     def is_random(self) -> bool:
@@ -128,6 +133,8 @@ class AblationSpec:
         for arm in self.arms:
             if arm.recipe and not (arm.select and isinstance(arm.select.get("n"), int)):
                 raise CurateError(f"arm {arm.name}: a recipe arm needs select: {{n: N}} (its size)")
+            if arm.sample is not None and (not isinstance(arm.sample, int) or arm.sample < 1):
+                raise CurateError(f"arm {arm.name}: sample must be a positive number of records")
             if arm.run.startswith("@") and arm.run[1:] not in self.sources:
                 raise CurateError(f"arm {arm.name}: {arm.run} names no entry of sources {sorted(self.sources)}")
 
@@ -264,8 +271,33 @@ def prepare_arms(
                     f"(its source {source} is too small after curation)"
                 )
             prepared[arm.name] = {"run": str(run), "records": records}
+            if arm.sample:
+                prepared[arm.name]["samples"] = _samples(arm, run, records, spec.seeds, out, progress)
             pending.remove(arm)
     return {a.name: prepared[a.name] for a in spec.arms}
+
+
+def _samples(arm: Arm, run: Path, records: int, seeds: list[int], out: Path, progress: bool) -> dict[int, str]:
+    """Seed -> the run directory of that seed's random ``arm.sample`` records of the arm."""
+    if records < arm.sample:
+        raise CurateError(f"arm {arm.name}: sample {arm.sample:,} is larger than the arm ({records:,} records)")
+    drawn = {}
+    for seed in seeds:
+        draw = Arm(arm.name, str(run), {"strategy": "random", "n": arm.sample, "seed": seed})
+        drawn[seed] = str(_materialize(draw, arm.sample, out / "arms" / f"{arm.name}-sample-{seed}", progress))
+    return drawn
+
+
+def training_run(info: dict[str, Any], seed: int) -> str:
+    """The run directory an arm trains on with ``seed``: its seed's sample, or the whole arm."""
+    return info.get("samples", {}).get(seed, info["run"])
+
+
+def open_ablation(spec: AblationSpec, out: str | Path) -> Path:
+    """Claim the ablation folder (never a user's) and record the resolved spec in it."""
+    out = claim_folder(out, "ablation", signs=("spec.json",))
+    write_json(out / "spec.json", spec.as_dict())
+    return out
 
 
 def _materialize(arm: Arm, n: int | None, target: Path, progress: bool) -> Path:
@@ -438,6 +470,8 @@ def summarize(spec: AblationSpec, arms: dict[str, dict[str, Any]], entries: list
     for name, info in arms.items():
         mine = [e for e in entries if e["arm"] == name]
         row = {"arm": name, "data": info["run"], "records": info["records"], "seeds": [e["seed"] for e in mine]}
+        if info.get("samples"):
+            row["trained_on"] = mine[0]["examples"] if mine else None
         for key in ("eval_loss", "eval_perplexity", "final_train_loss", *present[1:]):
             row[key] = _rounded(mean_ci([e[key] for e in mine if e.get(key) is not None]))
         table.append(row)
@@ -534,14 +568,13 @@ def run_ablation(
     """Prepare the arms, train and evaluate every arm with every seed, and write the results."""
     from curate.run.progress import Progress
 
-    out = claim_folder(out, "ablation", signs=("spec.json",))
-    write_json(out / "spec.json", spec.as_dict())
+    out = open_ablation(spec, out)
     arms = prepare_arms(spec, out, progress, run_recipe)
     entries = []
     bar = Progress(f"ablation {spec.name}", "trainings", total=len(arms) * len(spec.seeds), enabled=progress)
     for name, info in arms.items():
         for seed in spec.seeds:
-            entries.append(train_arm(spec, name, info["run"], seed, out, progress, device))
+            entries.append(train_arm(spec, name, training_run(info, seed), seed, out, progress, device))
             bar.advance(1)
     bar.close()
     judge_entries(spec, arms, entries)
