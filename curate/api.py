@@ -252,11 +252,11 @@ class Pipeline:
 
     def _select(self, writer: Any, records: pl.DataFrame) -> StageResult:
         from curate.selection.strategies import select as choose
-        from curate.selection.strategies import selection_vectors
+        from curate.selection.strategies import selection_vectors, stored_scores
 
         spec = self.recipe.select
         params = spec.params()
-        scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
+        scores = stored_scores(spec.by, writer.annotation_column)
         embedder = self.recipe.score.embedder if self.recipe.score else None
         vectors = selection_vectors(records, params, scores, embedder)
         return choose(records, params, scores=scores, vectors=vectors)

@@ -86,10 +86,10 @@ def ifd(writer: RunWriter, records, spec):
 
 def _selection_inputs(writer: RunWriter, records, spec, score_spec, labels: str | None):
     """Scores, vectors (for diversity strategies: of the candidates only) and judge labels for a selection."""
-    from curate.selection.strategies import selection_vectors
+    from curate.selection.strategies import selection_vectors, stored_scores
     from scorers.probe import judge_labels
 
-    scores = writer.annotation_column(spec.by) if spec.by and spec.by != "response_words" else None
+    scores = stored_scores(spec.by, writer.annotation_column)
     vectors = selection_vectors(records, spec.params(), scores, score_spec.embedder if score_spec else None)
     judged = {}
     for name in (labels or "").split(","):

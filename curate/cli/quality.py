@@ -55,7 +55,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     import numpy as np
 
     from curate.io.shards import frame_vectors
-    from curate.selection.strategies import SelectParams, needs_vectors, select
+    from curate.selection.strategies import SelectParams, needs_vectors, select, stored_scores
 
     params = SelectParams(
         strategy=args.strategy,
@@ -72,7 +72,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     if started is None:
         return
     writer, records = started
-    scores = writer.run.annotation_column(args.by) if args.by and args.by != "response_words" else None
+    scores = stored_scores(args.by, writer.run.annotation_column)
     vectors = None
     if args.strategy in ("diverse", "kcenter"):
         stored = writer.run.annotation_column("embedding")

@@ -26,6 +26,7 @@ strategy then runs inside each group.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -93,6 +94,14 @@ def response_words(records: pl.DataFrame) -> pl.Series:
     """Words of the response: ``output`` for instruction records, ``text`` otherwise."""
     response = pl.when(pl.col(KIND) == KIND_TEXT).then(pl.col(TEXT)).otherwise(pl.col(OUTPUT))
     return records.select(response.fill_null("").str.count_matches(r"\S+").alias("response_words")).to_series()
+
+
+def stored_scores(by: str | None, annotation_column: Callable[[str], pl.DataFrame | None]) -> pl.DataFrame | None:
+    """The annotation column a selection ranks by (``id`` and ``by``), or None when there is no ``by`` or
+    it is ``response_words``, which the selection counts itself from the records."""
+    if not by or by == "response_words":
+        return None
+    return annotation_column(by)
 
 
 def seeded_order(ids: pl.Series, seed: int) -> np.ndarray:

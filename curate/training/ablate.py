@@ -303,7 +303,7 @@ def open_ablation(spec: AblationSpec, out: str | Path) -> Path:
 def _materialize(arm: Arm, n: int | None, target: Path, progress: bool) -> Path:
     from curate.io.ingest import IngestOptions
     from curate.run.pipeline import RunWriter, UpToDate
-    from curate.selection.strategies import SelectParams, select
+    from curate.selection.strategies import SelectParams, select, stored_scores
     from dataset_cards.card import write_card
 
     values = {**arm.select, "n": n}
@@ -316,7 +316,7 @@ def _materialize(arm: Arm, n: int | None, target: Path, progress: bool) -> Path:
         records = writer.open_input([arm.run], IngestOptions(), progress=progress)
     except UpToDate:
         return target
-    scores = writer.run.annotation_column(params.by) if params.by and params.by != "response_words" else None
+    scores = stored_scores(params.by, writer.run.annotation_column)
     writer.finish(writer.add(select(records, params, scores=scores)))
     write_card(target)
     return target
