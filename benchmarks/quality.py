@@ -66,6 +66,7 @@ def main() -> None:
     from sklearn.model_selection import StratifiedKFold
 
     from curate.embed.encoder import Embedder, EmbeddingCache
+    from curate.embed.pairs import pair_vectors, record_vectors
     from curate.io.ingest import Ingest, IngestOptions
     from curate.recipes.recipe import load_recipe
     from curate.selection.strategies import SelectParams, response_words, select
@@ -77,9 +78,7 @@ def main() -> None:
         label_path,
         label_sha256,
         load_probes,
-        pair_vectors,
         probe_stage,
-        record_vectors,
         train,
     )
     from scorers.signals import SCALARS, signals
