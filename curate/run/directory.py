@@ -185,7 +185,8 @@ def claim_folder(root: Path | str, kind: str, signs: tuple[str, ...] = ()) -> Pa
     if root.exists() and not root.is_dir():
         raise CurateError(f"{root} exists and is not a directory")
     ours = (root / MARKER).is_file() or any((root / sign).exists() for sign in signs)
-    if root.exists() and not ours and any(root.iterdir()):
+    # A kill while the marker was being written leaves only curate's temp file: still an empty folder.
+    if root.exists() and not ours and any(TMP_MARK not in child.name for child in root.iterdir()):
         raise CurateError(
             f"{root} exists, is not empty and is not a curate {kind} directory; "
             f"curate writes only into a new or empty folder or an earlier {kind} (choose another --out)"
