@@ -5,8 +5,10 @@ worth on both judges (nested cross-validation), and what the quality stage costs
   20 % of labels (10,400 Alpaca rows): 5-fold cross-validated ROC AUC and precision in the top 10 %,
   beside response length alone and a random score; and whether ``curate probe train`` reproduces the
   shipped probes bit for bit.
+* Probe CV metrics are nested: each fold's probe chooses its own C on its training rows only.
 * Selections, nested: outer folds split the labelled rows. For outer fold k, the combined score's weights
-  are chosen (:func:`scorers.probe.choose_weights`) on the out-of-fold logits of the *other* labelled rows;
+  (and, for the 9k, its response-length floor: :func:`scorers.probe.choose_weights_and_floor`) are chosen
+  on the out-of-fold logits of the *other* labelled rows;
   fold k's rows are scored by probes that never saw their labels (5-fold out-of-fold logits), every
   unlabelled row by the shipped probes. The recipe's strategy then selects from the whole 52k pool
   (top 9,000 by the 9k score; quality-weighted k-center greedy 1,000 of the best ``candidates`` by the
@@ -71,8 +73,10 @@ def main() -> None:
     from curate.recipes.recipe import load_recipe
     from curate.selection.strategies import SelectParams, response_words, select
     from scorers.probe import (
+        FEATURES,
         agreeing_labels,
         choose_weights,
+        choose_weights_and_floor,
         combined_score,
         cross_validated_logits,
         label_path,
@@ -86,7 +90,7 @@ def main() -> None:
     recipe = load_recipe(ROOT / "curate" / "recipes" / "curate-alpaca.yaml")
     combine = {c.name: c for c in recipe.score.combine}
     main_spec, lima_spec = recipe.select, _selection_spec(recipe, "lima-1k")
-    main_combine, lima_combine = combine[main_spec.by], combine[lima_spec.by]
+    lima_combine = combine[lima_spec.by]
 
     records = pl.concat([batch[0] for batch in Ingest(["alpaca"], IngestOptions()).batches()])
     paths = {judge: label_path(name) for judge, name in JUDGES.items()}
@@ -107,11 +111,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for judge in JUDGES:
         probe = shipped[COLUMNS[judge]]
-        c = probe.metrics["C"]
-        print(f"cross-validating the {judge} probe (C={c})")
-        oof[judge] = cross_validated_logits(scalars[idx], hashed[idx], y[judge], c)
+        print(f"cross-validating the {judge} probe (C chosen inside each fold)")
+        oof[judge] = cross_validated_logits(scalars[idx], hashed[idx], y[judge])
         retrained = train(
-            scalars[idx], hashed[idx], y[judge], probe.model, label_sha256(paths[judge]), c=c, cv_logits=oof[judge]
+            scalars[idx], hashed[idx], y[judge], probe.model, label_sha256(paths[judge]), cv_logits=oof[judge]
         )
         reproduced[judge] = retrained.weights.tobytes() == probe.weights.astype("<f4").tobytes()
         auc, p10 = _auc_p10(y[judge], oof[judge])
@@ -141,7 +144,7 @@ def main() -> None:
             "length_only_auc": acc["baselines"]["response_length"]["auc"],
             "baselines": acc["baselines"],
             "embedders": {
-                "text-hash-v1 (no embedder)": {"cv_auc": acc["cv_auc"], "precision_top10pct": acc["precision_top10pct"]}
+                f"{FEATURES} (no embedder)": {"cv_auc": acc["cv_auc"], "precision_top10pct": acc["precision_top10pct"]}
             },
             "shipped_probe_reproduced": all(reproduced.values()),
             "shipped_probes_reproduced": reproduced,
@@ -172,16 +175,16 @@ def main() -> None:
     for rest, held in outer.split(idx, strata):
         rest_logits = {c: v[rest] for c, v in oof_by_column.items()}
         rest_y = {c: v[rest] for c, v in y_by_column.items()}
-        w9 = choose_weights(rest_logits, rest_y, main_fraction, lab_words[rest], main_combine.min_response_words)
+        w9, floor9 = choose_weights_and_floor(rest_logits, rest_y, main_fraction, lab_words[rest])
         w1 = choose_weights(
             rest_logits, rest_y, lima_fraction, lab_words[rest], lima_combine.min_response_words, aim=lima_aim
         )
-        chosen_weights["sel9k"].append(w9)
+        chosen_weights["sel9k"].append({**w9, "min_response_words": floor9})
         chosen_weights["lima1k"].append(w1)
-        folds.append((held, w9, w1))
+        folds.append((held, w9, floor9, w1))
     # Embeddings for every fold's LIMA candidates (cached under the default cache; cold on a first run).
     candidate_sets = []
-    for _, _, w1 in folds:
+    for _, _, _, w1 in folds:
         score = combined_score(z, w1, words, lima_combine.min_response_words)
         filled = np.nan_to_num(score, nan=-np.inf)
         candidate_sets.append(np.argsort(-filled, kind="stable")[: lima_spec.candidates])
@@ -191,13 +194,13 @@ def main() -> None:
     print(f"embedding {union.size:,} LIMA candidates (prompt and response)")
     vectors = np.zeros((pool, embedder.dimension), dtype=np.float32)
     vectors[union] = record_vectors(*pair_vectors(records[union], embedder, cache, progress=True))
-    for held, w9, w1 in folds:
+    for held, w9, floor9, w1 in folds:
         held_positions = idx[held]
-        for name, weights, spec, spec_combine in (
-            ("sel9k", w9, main_spec, main_combine),
-            ("lima1k", w1, lima_spec, lima_combine),
+        for name, weights, spec, floor in (
+            ("sel9k", w9, main_spec, floor9),
+            ("lima1k", w1, lima_spec, lima_combine.min_response_words),
         ):
-            score = combined_score(z, weights, words, spec_combine.min_response_words)
+            score = combined_score(z, weights, words, floor)
             scores = pl.DataFrame({"id": records["id"], "s": pl.Series(score, nan_to_null=True)})
             params = SelectParams(**{**spec.params().as_dict(), "by": "s"})
             result = select(records, params, scores=scores, vectors=vectors if params.candidates else None)
@@ -219,15 +222,16 @@ def main() -> None:
     figures["pool_median_response_words"] = float(np.median(words))
     figures["nested_chosen_weights"] = chosen_weights
     all_logits = dict(oof_by_column)
+    weights9, floor9 = choose_weights_and_floor(all_logits, y_by_column, main_fraction, lab_words)
     figures["weights_chosen_on_all_labels"] = {
-        "quality_score": choose_weights(
-            all_logits, y_by_column, main_fraction, lab_words, main_combine.min_response_words
-        ),
+        "quality_score": {**weights9, "min_response_words": floor9},
         "lima_score": choose_weights(
             all_logits, y_by_column, lima_fraction, lab_words, lima_combine.min_response_words, aim=lima_aim
         ),
     }
-    figures["recipe_weights"] = {name: spec.weights for name, spec in combine.items()}
+    figures["recipe_weights"] = {
+        name: {**spec.weights, "min_response_words": spec.min_response_words} for name, spec in combine.items()
+    }
 
     # Cost: the quality stage over the whole pool, cold (an isolated empty cache; a fresh embedder for tokens).
     with tempfile.TemporaryDirectory() as cold_root:

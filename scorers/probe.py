@@ -41,8 +41,8 @@ HELPFULNESS_PROBE = PROBES_DIR / "alpagasus-helpfulness.json"
 SCORE = "quality_probe"
 HELPFULNESS = "helpfulness_probe"
 DEFAULT_PROBES = {SCORE: DEFAULT_PROBE, HELPFULNESS: HELPFULNESS_PROBE}
-FEATURES = "text-hash-v1"
-DEFAULT_C = 1.0
+FEATURES = "text-hash-v2"
+C_GRID = (0.1, 0.3, 1.0, 3.0)
 
 
 @dataclass
@@ -135,19 +135,49 @@ def _fit(x: Any, y: np.ndarray, c: float) -> Any:
     return LogisticRegression(C=c, max_iter=3000).fit(x, y)
 
 
-def cross_validated_logits(
-    scalars: np.ndarray, hashed: Any, y: np.ndarray, c: float = DEFAULT_C, folds: int = 5, seed: int = 0
-) -> np.ndarray:
-    """Out-of-fold logits: each row scored by a probe that never saw its label (standardization per fold)."""
+def _folds(y: np.ndarray, folds: int, seed: int) -> Any:
     from sklearn.model_selection import StratifiedKFold
 
+    return StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+
+
+def _fold_logits(scalars: np.ndarray, hashed: Any, y: np.ndarray, fit_rows: Any, held: Any, c: float) -> np.ndarray:
     from scorers.signals import text_matrix
 
+    mean, scale = scalars[fit_rows].mean(0), np.maximum(scalars[fit_rows].std(0), 1e-9)
+    model = _fit(text_matrix(scalars[fit_rows], hashed[fit_rows], mean, scale), y[fit_rows], c)
+    return model.decision_function(text_matrix(scalars[held], hashed[held], mean, scale))
+
+
+def choose_c(
+    scalars: np.ndarray, hashed: Any, y: np.ndarray, grid: tuple[float, ...] = C_GRID, folds: int = 3, seed: int = 0
+) -> float:
+    """The regularization in ``grid`` with the best ``folds``-fold ROC AUC on these rows (ties: the smaller C).
+    The judges differ (the accuracy judge's signal is weak and wants a strong prior), so each probe gets its own."""
+    from sklearn.metrics import roc_auc_score
+
+    splits = list(_folds(y, folds, seed))
+    best, best_auc = grid[0], -1.0
+    for c in grid:
+        logits = np.zeros(len(y))
+        for fit_rows, held in splits:
+            logits[held] = _fold_logits(scalars, hashed, y, fit_rows, held, c)
+        auc = float(roc_auc_score(y, logits))
+        if auc > best_auc + 1e-9:
+            best, best_auc = c, auc
+    return best
+
+
+def cross_validated_logits(
+    scalars: np.ndarray, hashed: Any, y: np.ndarray, c: float | None = None, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold logits: each row scored by a probe that never saw its label (standardization per fold).
+    ``c=None`` chooses C per fold (:func:`choose_c` on that fold's training rows only): nested, so the
+    AUC of these logits is an honest estimate of the probe ``train(c=None)`` ships."""
     logits = np.zeros(len(y))
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(scalars, y):
-        mean, scale = scalars[fit_rows].mean(0), np.maximum(scalars[fit_rows].std(0), 1e-9)
-        model = _fit(text_matrix(scalars[fit_rows], hashed[fit_rows], mean, scale), y[fit_rows], c)
-        logits[held] = model.decision_function(text_matrix(scalars[held], hashed[held], mean, scale))
+    for fit_rows, held in _folds(y, folds, seed):
+        fold_c = c if c is not None else choose_c(scalars[fit_rows], hashed[fit_rows], y[fit_rows], seed=seed)
+        logits[held] = _fold_logits(scalars, hashed, y, fit_rows, held, fold_c)
     return logits
 
 
@@ -157,12 +187,15 @@ def train(
     y: np.ndarray,
     model: str,
     labels_sha256: str,
-    c: float = DEFAULT_C,
+    c: float | None = None,
     folds: int = 5,
     seed: int = 0,
     cv_logits: np.ndarray | None = None,
 ) -> QualityProbe:
     """Cross-validate (ROC AUC, precision in the top 10 %), then fit on every label.
+
+    ``c=None`` (the default) chooses the regularization by :func:`choose_c` on all labels for the shipped
+    fit, and per fold for the reported CV metrics, so those metrics are nested.
 
     The metrics keep the mean and std of the out-of-fold logits: the scale of the probe on unseen records.
     ``cv_logits``: the out-of-fold logits of :func:`cross_validated_logits` with the same arguments, when the
@@ -176,8 +209,9 @@ def train(
     predicted = cross_validated_logits(scalars, hashed, y, c, folds, seed) if cv_logits is None else cv_logits
     top = np.argsort(-predicted, kind="stable")[: max(1, len(y) // 10)]
     length_auc = roc_auc_score(y, scalars[:, SCALARS.index("log_words_output")])
+    chosen_c = c if c is not None else choose_c(scalars, hashed, y, seed=seed)
     mean, scale = scalars.mean(0), np.maximum(scalars.std(0), 1e-9)
-    fitted = _fit(text_matrix(scalars, hashed, mean, scale), y, c)
+    fitted = _fit(text_matrix(scalars, hashed, mean, scale), y, chosen_c)
     coef = fitted.coef_[0]
     k = scalars.shape[1]
     # Fold the standardization of the scalar block into its weights: w' = w / scale, b' = b - sum(w' * mean).
@@ -194,7 +228,8 @@ def train(
         "length_only_auc": round(float(length_auc), 4),
         "folds": folds,
         "seed": seed,
-        "C": c,
+        "C": chosen_c,
+        "C_chosen_by": "given" if c is not None else f"3-fold ROC AUC over {list(C_GRID)}",
         # The scale of logits on records the probe never saw (out of fold), for the combined score.
         "logit_mean": round(float(predicted.mean()), 6),
         "logit_std": round(float(predicted.std()), 6),
@@ -256,6 +291,38 @@ def choose_weights(
         if worst > best_value + 1e-9 or (abs(worst - best_value) <= 1e-9 and abs(w - 0.5) < abs(best[first] - 0.5)):
             best, best_value = weights, worst
     return best
+
+
+FLOORS = (0, 3, 5, 6, 7, 8, 10, 12, 15)
+
+
+def choose_weights_and_floor(
+    logits: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+    fraction: float,
+    response_words: np.ndarray,
+    floors: tuple[int, ...] = FLOORS,
+    min_median_ratio: float = 0.75,
+    aim: dict[str, float] | None = None,
+) -> tuple[dict[str, float], int]:
+    """:func:`choose_weights` for each response-length floor in ``floors``, and the floor whose weights
+    lift the worst judge most, among the floors whose top ``fraction`` has a median response of at
+    least ``min_median_ratio`` times the rows' median (a label-free guard against a selection of short
+    answers; when no floor passes it, the floor whose top comes closest). Ties go to the lower floor."""
+    z = {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
+    pool_median = max(float(np.median(response_words)), 1.0)
+    best: tuple[float, float, dict[str, float], int] | None = None
+    for floor in floors:
+        weights = choose_weights(logits, labels, fraction, response_words, floor, aim=aim)
+        score = np.nan_to_num(combined_score(z, weights, response_words, floor), nan=-np.inf)
+        top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
+        ratio = float(np.median(response_words[top])) / pool_median
+        worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / (aim or {}).get(c, 1.0) for c in labels)
+        key = (min(ratio, min_median_ratio), worst)
+        if best is None or key > best[:2]:
+            best = (*key, weights, floor)
+    assert best is not None
+    return best[2], best[3]
 
 
 def quality_stage(records: pl.DataFrame, spec: Any, progress: bool = False) -> Any:

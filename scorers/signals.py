@@ -14,9 +14,12 @@ any pool and costs a few seconds for 52,000 records:
   asks for an explanation, a description or a text; or a response that repeats itself.
 * ``repetition``: 1 - distinct words / words of the response.
 
-The probes' features (:func:`text_matrix`) are the response's word 1-2 grams hashed into
-``HASH_FEATURES`` binary, L2-normalized dimensions (stateless: no vocabulary or IDF to ship),
-beside the standardized scalar signals above.
+The probes' features (:func:`text_matrix`) are the response's word 1-2 grams and the prompt's
+(instruction and input, marked ``q_`` so they never share a token with the response) hashed into
+the same ``HASH_FEATURES`` binary dimensions, each block L2-normalized (stateless: no vocabulary or
+IDF to ship), beside the standardized scalar signals above. The prompt's words let a probe learn
+what kind of task a judge rates well (rewrite a sentence, explain a concept, classify ...), which
+no response-only feature sees.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ CONSTRAINT = re.compile(
 )
 BARE = re.compile(r"[\s\d.,%$€£+\-/:x*=()]*")
 WORD = re.compile(r"\w+")
+PROMPT_WORD = re.compile(r"\b(\w+)\b")
 SCALARS = (
     "log_words_instruction",
     "log_words_input",
@@ -113,7 +117,7 @@ def _record_scalars(instruction: str, given: str, output: str) -> list[float]:
 
 
 def signals(records: pl.DataFrame) -> tuple[np.ndarray, Any]:
-    """(scalar signals in ``SCALARS`` order, hashed response word 1-2 grams as a sparse matrix)."""
+    """(scalar signals in ``SCALARS`` order, hashed response and prompt word 1-2 grams as a sparse matrix)."""
     import scipy.sparse as sp
 
     instruction, given, output = _columns(records)
@@ -127,7 +131,10 @@ def signals(records: pl.DataFrame) -> tuple[np.ndarray, Any]:
     ).ravel()
     log_words = base[:, SCALARS.index("log_words_output")]
     hinges = np.maximum(0.0, log_words[:, None] - np.asarray(LENGTH_KNOTS)[None, :])
-    return np.hstack([base, hinges]), _hasher((1, 2)).transform(output).tocsr()
+    ngrams = _hasher((1, 2))
+    marked = [PROMPT_WORD.sub(r"q_\1", prompt) for prompt in prompts]
+    hashed = ngrams.transform(output) + ngrams.transform(marked)
+    return np.hstack([base, hinges]), hashed.tocsr()
 
 
 def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
@@ -144,7 +151,7 @@ def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
 
 
 def text_matrix(scalars: np.ndarray, hashed: Any, mean: np.ndarray, scale: np.ndarray) -> Any:
-    """The probes' design matrix: standardized scalar signals, then the hashed response n-grams."""
+    """The probes' design matrix: standardized scalar signals, then the hashed response and prompt n-grams."""
     import scipy.sparse as sp
 
     return sp.hstack([sp.csr_matrix((scalars - mean) / scale), hashed]).tocsr()

@@ -16,11 +16,13 @@ from scorers.probe import (
     HELPFULNESS_PROBE,
     QualityProbe,
     agreeing_labels,
+    choose_c,
     choose_weights,
+    choose_weights_and_floor,
     combined_score,
     labelled_records,
 )
-from scorers.signals import HASH_FEATURES, SCALARS
+from scorers.signals import HASH_FEATURES, SCALARS, signals
 from tests.conftest import run_cli
 
 LABELS = "alpagasus/claude_judge_sample.jsonl"
@@ -93,9 +95,9 @@ def test_score_annotates_every_record(tmp_path: Path, data_dir: Path) -> None:
     assert scores.height == 175 and scores["quality_probe"].is_between(0, 1).all()
     assert scores["helpfulness_probe"].is_between(0, 1).all() and scores["degenerate"].dtype == pl.Boolean
     assert scores["coherence"].is_between(0, 1).all() and (scores["response_tokens"] > 0).all()
-    # The combined score is null exactly where the response is under the floor (5 words for quality_score).
+    # The combined score is null exactly where the response is under the floor (10 words for quality_score).
     joined = scores.join(pl.read_parquet(out / "data").select("id", "output"), on="id")
-    short = joined["output"].str.count_matches(r"\S+") < 5
+    short = joined["output"].str.count_matches(r"\S+") < 10
     assert (joined["quality_score"].is_null() == short).all()
     top = tmp_path / "top"
     run_cli("select", str(out), "--strategy", "top_k", "--by", "quality_probe", "--n", "20", "--out", str(top))
@@ -140,6 +142,44 @@ def test_choose_weights_finds_the_balance_of_two_judges() -> None:
     # Only judge a's favourites when the other judge is not looked at: the weight moves to a.
     only_a = np.array([0, 0, 1, 1, 0, 0, 0, 0])
     assert choose_weights({"a": a, "b": b}, {"a": only_a}, 0.25, words)["a"] > 0.5
+
+
+def test_floor_is_chosen_by_lift_but_never_for_a_short_selection() -> None:
+    # Both judges like the 1-2 word answers most (a floor of 0 lifts them best), but a top of those would
+    # have a median answer far under the pool's: the floor rises until the top's median is >= 0.75 of it.
+    words = np.array([1, 2, 1, 2, 30, 30, 30, 30, 30, 30, 30, 30])
+    a = np.array([3.0, 3.0, 3.0, 3.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    _, floor = choose_weights_and_floor({"a": a, "b": a}, {"a": y, "b": y}, 2 / 12, words, floors=(0, 3, 5))
+    assert floor == 3
+    # Without the guard the lift alone would keep the short answers.
+    _, floor = choose_weights_and_floor(
+        {"a": a, "b": a}, {"a": y, "b": y}, 2 / 12, words, floors=(0, 3, 5), min_median_ratio=0.0
+    )
+    assert floor == 0
+
+
+def test_choose_c_prefers_strong_regularization_for_a_weak_signal(data_dir: Path) -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    scalars = rng.normal(size=(600, 3))
+    y = (scalars[:, 0] + rng.normal(scale=2.0, size=600) > 1.0).astype(int)
+    noise = sp.csr_matrix(rng.random((600, 400)) < 0.05, dtype=float)  # 400 features of pure noise
+    assert choose_c(scalars, noise, y, grid=(0.01, 100.0)) == 0.01
+
+
+def test_probe_features_see_the_prompt_apart_from_the_response() -> None:
+    rows = {"id": ["a", "b"], "source_id": ["0", "1"], "kind": ["instruction"] * 2, "input": ["", ""]}
+    records = conform(
+        pl.DataFrame(
+            {**rows, "instruction": ["Rewrite this sentence", "Explain gravity"], "output": ["gravity", "gravity"]}
+        ).with_columns(text=pl.col("instruction"))
+    )
+    _, hashed = signals(records)
+    # Response "gravity": 1 gram; prompts "rewrite this sentence": 3 + 2 grams, "explain gravity": 2 + 1. The
+    # prompt's "gravity" is a feature of its own (4, not 3, in row b): a prompt never reads as an answer.
+    assert (hashed[0].nnz, hashed[1].nnz) == (6, 4)
 
 
 def test_recipe_combine_naming_a_missing_column_is_one_line(tmp_path: Path) -> None:

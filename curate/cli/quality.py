@@ -122,7 +122,7 @@ def cmd_probe_train(args: argparse.Namespace) -> None:
     print(
         f"probe: {m['labels']:,} labels ({m['positives']:,} positive, base rate {m['base_rate']}), "
         f"{m['folds']}-fold ROC AUC {m['cv_auc']}, precision in the top 10 % {m['precision_top10pct']} "
-        f"(response length alone: AUC {m['length_only_auc']})"
+        f"(response length alone: AUC {m['length_only_auc']}), C {m['C']}"
     )
     print(f"wrote {out}")
 
@@ -237,7 +237,9 @@ def register(sub) -> None:
     t.add_argument("--dataset", default="alpaca", help="the records the labels name (default alpaca)")
     t.add_argument("--out", help="probe file to write (default: the shipped scorers/probes/...json)")
     t.add_argument("--judge", default="alpagasus-claude-accuracy", help="a name for the judge the labels come from")
-    t.add_argument("--c", type=float, default=1.0, help="inverse regularization of the logistic regression")
+    t.add_argument(
+        "--c", type=float, help="inverse regularization of the logistic regression (default: chosen by 3-fold CV AUC)"
+    )
     t.add_argument("--folds", type=int, default=5)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, help="use only the first N labels (quick checks)")

@@ -108,7 +108,9 @@ class CombineSpec(_Strict):
 # the 9k maximizes the worse of the two judges' lifts in the top 17 %; the LIMA-style score the worse of
 # (accuracy lift, helpfulness lift / 2.5) among the 2,000 best (the candidates), answers of 30 words or more.
 DEFAULT_COMBINE = [
-    CombineSpec(name="quality_score", weights={"quality_probe": 0.6, "helpfulness_probe": 0.4}, min_response_words=5),
+    CombineSpec(
+        name="quality_score", weights={"quality_probe": 0.65, "helpfulness_probe": 0.35}, min_response_words=10
+    ),
     CombineSpec(name="lima_score", weights={"quality_probe": 0.55, "helpfulness_probe": 0.45}, min_response_words=30),
 ]
 
