@@ -52,7 +52,7 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert (out / "selections" / "lima-1k" / "README.md").exists()
     card = (out / "README.md").read_text()
     assert "### Quality scores and selection" in card and "`helpfulness_probe`" in card
-    assert "quality_probe 0.6, helpfulness_probe 0.4" in card and "the pool's" in card
+    assert "quality_probe 0.65, helpfulness_probe 0.35" in card and "the pool's" in card
 
 
 def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> None:
