@@ -150,7 +150,7 @@ def test_presets_are_the_shipped_yaml_files() -> None:
     assert ci.ifeval["prompts"] <= 8 and ci.budget == "steps"
     assert len(cpu.seeds) >= 3 and {a.name for a in cpu.arms} == {"curated-9k", "random-9k"}
     assert next(a for a in cpu.arms if a.name == "curated-9k").recipe == "curate-alpaca"
-    assert {a.sample for a in cpu.arms} == {256} and cpu.sources["alpaca"] == {"dataset": "alpaca"}
+    assert {a.sample for a in cpu.arms} == {128} and cpu.sources["alpaca"] == {"dataset": "alpaca"}
     assert full.budget == "epochs" and len(full.seeds) == 3 and full.ifeval["prompts"] == 541
     assert [a.name for a in full.arms] == ["full-52k", "curated-9k", "random-9k", "lima-1k", "random-1k", "longest-1k"]
     with pytest.raises(CurateError, match="unknown preset 'gpu'"):
