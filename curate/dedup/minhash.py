@@ -1,4 +1,4 @@
-"""MinHash signatures, computed in batches with numpy, bit-for-bit equal to datasketch.
+"""MinHash signatures, computed in batches (polars, numpy and numba), bit-for-bit equal to datasketch.
 
 Shingles. A record's ``text`` is normalized (NFKC, lowercase) and split into tokens: words
 (split on whitespace, the default) or characters (whitespace collapsed to one space; for
@@ -11,8 +11,8 @@ ones), so one pathological 50 MB document cannot stall a run.
 Hash. A shingle's 32-bit hash is built from its tokens: each token is hashed like datasketch
 does by default (the first 4 bytes of SHA-1, little-endian), and the token hashes are mixed
 in order (:func:`shingle_hash32`). Token hashes are computed once per distinct token, which
-is what makes this fast, and the mix is vectorized. :class:`ShingleHash` is the same function
-for one shingle, to pass as ``hashfunc`` to ``datasketch.MinHash``.
+is what makes this fast. :class:`ShingleHash` is the same function for one shingle, to pass
+as ``hashfunc`` to ``datasketch.MinHash``.
 
 Signature. datasketch's default ``affine32`` scheme: permutation parameters from
 ``numpy.random.RandomState(seed)``, each hash pre-mixed with the 32-bit MurmurHash3 finalizer,
@@ -20,14 +20,18 @@ then ``a * h + b mod 2**32`` and the minimum over the shingles. So
 ``MinHash(num_perm, seed, hashfunc=ShingleHash(mode))`` updated with the same shingles has
 exactly our ``hashvalues``, and signatures interoperate with ``MinHashLSH``, ``LeanMinHash``
 and datasketch's storage backends.
+
+Kernels. The token mix, the finalizer and the multiply-add-minimum over the permutations are
+one numba kernel (:mod:`._kernels`, parallel over texts, compiled once and cached), imported
+only when something is signed: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,17 +73,6 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
     b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
     return a, b
-
-
-def fmix32(values: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer (the pre-mix datasketch applies)."""
-    h = values.astype(np.uint32, copy=True)
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x85EBCA6B)
-    h ^= h >> np.uint32(13)
-    h *= np.uint32(0xC2B2AE35)
-    h ^= h >> np.uint32(16)
-    return h
 
 
 def token_hash32(token: bytes) -> int:
@@ -173,95 +166,84 @@ def shingle(texts: pl.Series, params: ShingleParams) -> Shingles:
     return compose(token_hashes(tokens), counts, params)
 
 
-def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams) -> Shingles:
-    """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
+def _layout(counts: np.ndarray, params: ShingleParams) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's first shingle (``offsets``, one more than texts) and first token."""
     n = params.ngram
     per_text = np.minimum(np.where(counts >= n, counts - n + 1, np.minimum(counts, 1)), params.max_shingles)
-    offsets = np.concatenate([[0], np.cumsum(per_text)]).astype(np.int64)
-    total = int(offsets[-1])
-    token_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    text_of = np.repeat(np.arange(counts.size), per_text)
-    index = token_start[text_of] + (np.arange(total, dtype=np.int64) - offsets[:-1][text_of])
-    width = np.minimum(counts[text_of], n).astype(np.uint32)
-    h = np.full(total, _MIX_SEED, dtype=np.uint32)
-    short = np.flatnonzero(width < n)
-    if th.size:
-        # Every shingle as if it had n tokens (indices clipped), then redo the few short ones.
-        last = th.size - 1
-        scratch = np.empty_like(h)
-        tok = np.empty_like(h)
-        for k in range(n):
-            np.take(th, np.minimum(index + k, last), out=tok)
-            _mix_step(h, tok, scratch)
-        if short.size:
-            hs = np.full(short.size, _MIX_SEED, dtype=np.uint32)
-            ws = width[short]
-            for k in range(n):
-                active = ws > k
-                if not active.any():
-                    break
-                step = hs.copy()
-                _mix_step(step, th[np.minimum(index[short] + k, last)], np.empty_like(step))
-                hs = np.where(active, step, hs)
-            h[short] = hs
-    h ^= width
-    return Shingles(h, offsets)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(per_text, out=offsets[1:])
+    token_start = np.zeros(counts.size, dtype=np.int64)
+    np.cumsum(counts[:-1], out=token_start[1:])
+    return offsets, token_start
 
 
-def _mix_step(h: np.ndarray, token: np.ndarray, scratch: np.ndarray) -> None:
-    """In place: ``h = (rotl13(h) ^ token) * MUL`` (mod 2**32)."""
-    np.left_shift(h, np.uint32(13), out=scratch)
-    np.right_shift(h, np.uint32(19), out=h)
-    h |= scratch
-    h ^= token
-    h *= np.uint32(_MIX_MUL)
+def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams) -> Shingles:
+    """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
+    empty = np.zeros(0, dtype=np.uint32)
+    return compose_and_sign(th, counts, params, empty, empty)[0]
 
 
-def signatures(
-    shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None, block: int = 32_768
-) -> np.ndarray:
+def compose_and_sign(
+    th: np.ndarray,
+    counts: np.ndarray,
+    params: ShingleParams,
+    a: np.ndarray,
+    b: np.ndarray,
+    workers: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[Shingles, np.ndarray]:
+    """Shingle hashes and MinHash signatures in one pass (the fused kernel, parallel over texts).
+
+    ``out`` (uint32, one row per text, ``a.size`` columns), when given, receives the signatures.
+    """
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    offsets, token_start = _layout(counts, params)
+    hashes = np.empty(int(offsets[-1]), dtype=np.uint32)
+    sigs = np.empty((counts.size, a.size), dtype=np.uint32) if out is None else out
+    sigs.fill(MAX_HASH)
+    th = np.ascontiguousarray(th, dtype=np.uint32)
+    _run("compose_sign", workers, th, token_start, counts, offsets, params.ngram, *_perm(a, b), hashes, sigs)
+    return Shingles(hashes, offsets), sigs
+
+
+def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None) -> np.ndarray:
     """MinHash signatures (uint32, one row per text); texts without shingles get all MAX_HASH.
 
-    Texts are taken in blocks of about ``block`` shingles (cut at text boundaries, so the
-    block stays in cache); within a block, one permutation at a time is a multiply, an add
-    and a segmented minimum over the block. Blocks are spread over threads: numpy releases
-    the GIL in these loops.
+    A numba kernel, parallel over texts (``workers`` threads, all cores by default): per shingle,
+    fmix32 once, then the multiply, add and minimum for every permutation.
     """
-    n_texts = shingles.offsets.size - 1
-    out = np.full((n_texts, a.size), MAX_HASH, dtype=np.uint32)
-    present = np.flatnonzero(shingles.counts > 0)
-    if present.size == 0:
-        return out
-    mixed = fmix32(shingles.hashes)
-    offsets = shingles.offsets
-    ends = offsets[present + 1]
-    blocks = []
-    i = 0
-    while i < present.size:
-        j = max(int(np.searchsorted(ends, offsets[present[i]] + block, side="right")), i + 1)
-        blocks.append(present[i:j])
-        i = j
+    sigs = np.full((shingles.offsets.size - 1, a.size), MAX_HASH, dtype=np.uint32)
+    hashes = np.ascontiguousarray(shingles.hashes, dtype=np.uint32)
+    offsets = np.ascontiguousarray(shingles.offsets, dtype=np.int64)
+    _run("sign", workers, hashes, offsets, *_perm(a, b), sigs)
+    return sigs
 
-    def run(texts: np.ndarray) -> None:
-        lo, hi = offsets[texts[0]], offsets[texts[-1] + 1]
-        segment = mixed[lo:hi]
-        starts = offsets[texts] - lo
-        scratch = np.empty_like(segment)
-        found = np.empty((a.size, texts.size), dtype=np.uint32)
-        for j in range(a.size):
-            np.multiply(segment, a[j], out=scratch)
-            scratch += b[j]
-            found[j] = np.minimum.reduceat(scratch, starts)
-        out[texts] = found.T
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(blocks)))
-    if workers == 1:
-        for texts in blocks:
-            run(texts)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, blocks))
-    return out
+def _perm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
+
+
+_KERNEL_LOCK = threading.Lock()
+
+
+def _run(name: str, workers: int | None, *args: object) -> None:
+    """Call a kernel of :mod:`._kernels` (numba, imported here: never at module import) on ``workers`` threads.
+
+    One kernel at a time per process: numba's fallback threading layer is not safe to enter
+    from two threads at once, and each kernel already uses every core it is given.
+    """
+    import numba
+
+    from curate.dedup import _kernels
+
+    threads = max(1, min(workers or os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+    with _KERNEL_LOCK:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            getattr(_kernels, name)(*args)
+        finally:
+            numba.set_num_threads(previous)
 
 
 def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:

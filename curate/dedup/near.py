@@ -35,10 +35,9 @@ from curate.dedup.lsh import band_keys, candidate_pairs, optimal_params
 from curate.dedup.minhash import (
     ShingleParams,
     Shingles,
-    compose,
+    compose_and_sign,
     estimated_jaccard,
     permutations,
-    signatures,
     token_hashes,
     tokenize,
 )
@@ -114,8 +113,9 @@ def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.
     """Shingles and signatures of every text.
 
     Batches of ``_BATCH_ROWS`` texts bound the memory held by token strings. Within a batch,
-    tokenizing and signing run in slices on a few threads (polars and numpy release the GIL)
-    and tokens are hashed once for the whole batch.
+    tokenizing runs in slices on a few threads (polars releases the GIL), tokens are hashed
+    once for the whole batch, and one fused kernel (:func:`.minhash.compose_and_sign`, parallel
+    over texts) mixes the shingle hashes and takes the minimum of every permutation.
     """
     a, b = permutations(params.num_perm, params.seed)
     sigs = np.empty((texts.len(), params.num_perm), dtype=np.uint32)
@@ -127,24 +127,14 @@ def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.
             batch = texts.slice(batch_start, _BATCH_ROWS)
             parts = [batch.slice(start, _PART_ROWS) for start in range(0, batch.len(), _PART_ROWS)]
             tokenized = list(pool.map(lambda part: tokenize(part, params.shingles), parts))
-            counts = [c for _, c in tokenized]
+            counts = np.concatenate([c for _, c in tokenized])
             th = token_hashes(pl.concat([t for t, _ in tokenized]))
-            bounds = np.cumsum([0] + [t.len() for t, _ in tokenized])
             del tokenized
-
-            def sign(
-                i: int, th: np.ndarray = th, bounds: np.ndarray = bounds, counts: list[np.ndarray] = counts
-            ) -> tuple[Shingles, np.ndarray]:
-                shingles = compose(th[bounds[i] : bounds[i + 1]], counts[i], params.shingles)
-                return shingles, signatures(shingles, a, b, workers=1)
-
-            row = batch_start
-            for shingles, part_sigs in pool.map(sign, range(len(parts))):
-                sigs[row : row + part_sigs.shape[0]] = part_sigs
-                row += part_sigs.shape[0]
-                hashes.append(shingles.hashes)
-                offsets.append(shingles.offsets[1:] + base)
-                base += int(shingles.offsets[-1])
+            out = sigs[batch_start : batch_start + batch.len()]
+            shingles, _ = compose_and_sign(th, counts, params.shingles, a, b, out=out)
+            hashes.append(shingles.hashes)
+            offsets.append(shingles.offsets[1:] + base)
+            base += int(shingles.offsets[-1])
     all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)
     return Shingles(all_hashes, np.concatenate(offsets)), sigs
 
