@@ -68,3 +68,247 @@ def sign(hashes, offsets, a, b, sigs):  # pragma: no cover - compiled
         row = sigs[i]
         for s in range(offsets[i], offsets[i + 1]):
             _take_min(np.uint64(hashes[s]), a, b, row)
+
+
+# Tokens. A text is UTF-8 bytes; whitespace is Unicode White_Space (what the regex ``\s`` of
+# polars matches), found without decoding: the ASCII ones and the 2- and 3-byte sequences of
+# U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F and U+3000.
+
+
+@njit(inline="always", cache=True)
+def _space_len(data, p, end):  # pragma: no cover - compiled
+    """Byte length of the whitespace character at ``p`` (0 if it is not whitespace)."""
+    c = np.int64(data[p])  # int64 throughout: numba's chained comparisons on uint8 are slow
+    if c < 0x80:
+        return 1 if c == 32 or (c >= 9 and c <= 13) else 0
+    if c == 0xC2:
+        if p + 1 < end:
+            d = np.int64(data[p + 1])
+            return 2 if d == 0x85 or d == 0xA0 else 0
+        return 0
+    if c < 0xE1 or c > 0xE3 or p + 2 >= end:
+        return 0
+    d = np.int64(data[p + 1])
+    e = np.int64(data[p + 2])
+    if c == 0xE1:
+        return 3 if d == 0x9A and e == 0x80 else 0
+    if c == 0xE2:
+        if d == 0x80 and ((e >= 0x80 and e <= 0x8A) or e == 0xA8 or e == 0xA9 or e == 0xAF):
+            return 3
+        return 3 if d == 0x81 and e == 0x9F else 0
+    return 3 if d == 0x80 and e == 0x80 else 0
+
+
+@njit(inline="always", cache=True)
+def _char_len(byte):  # pragma: no cover - compiled
+    c = np.int64(byte)
+    if c < 0x80:
+        return 1
+    if c < 0xE0:
+        return 2
+    return 3 if c < 0xF0 else 4
+
+
+@njit(cache=True)
+def _sha1_32(data, lo, hi, w):  # pragma: no cover - compiled
+    """The first 4 bytes of SHA-1(data[lo:hi]), little-endian (datasketch's ``sha1_hash32``)."""
+    n = hi - lo
+    blocks = (n + 8) // 64 + 1
+    h0, h1, h2, h3, h4 = (
+        np.uint64(0x67452301),
+        np.uint64(0xEFCDAB89),
+        np.uint64(0x98BADCFE),
+        np.uint64(0x10325476),
+        np.uint64(0xC3D2E1F0),
+    )
+    bits = np.uint64(n) * np.uint64(8)
+    for block in range(blocks):
+        base = block * 64
+        for j in range(16):
+            v = np.uint64(0)
+            for k in range(4):
+                q = base + 4 * j + k
+                if q < n:
+                    byte = np.uint64(data[lo + q])
+                elif q == n:
+                    byte = np.uint64(0x80)
+                elif block == blocks - 1 and j >= 14:
+                    byte = (bits >> np.uint64(8 * (7 - (4 * (j - 14) + k)))) & np.uint64(0xFF)
+                else:
+                    byte = np.uint64(0)
+                v = (v << np.uint64(8)) | byte
+            w[j] = v
+        for j in range(16, 80):
+            x = w[j - 3] ^ w[j - 8] ^ w[j - 14] ^ w[j - 16]
+            w[j] = ((x << np.uint64(1)) | (x >> np.uint64(31))) & MASK
+        a, b, c, d, e = h0, h1, h2, h3, h4
+        for j in range(80):
+            if j < 20:
+                f = (b & c) | ((~b & MASK) & d)
+                k = np.uint64(0x5A827999)
+            elif j < 40:
+                f = b ^ c ^ d
+                k = np.uint64(0x6ED9EBA1)
+            elif j < 60:
+                f = (b & c) | (b & d) | (c & d)
+                k = np.uint64(0x8F1BBCDC)
+            else:
+                f = b ^ c ^ d
+                k = np.uint64(0xCA62C1D6)
+            t = ((((a << np.uint64(5)) | (a >> np.uint64(27))) & MASK) + f + e + k + w[j]) & MASK
+            e, d, c, b, a = d, c, ((b << np.uint64(30)) | (b >> np.uint64(2))) & MASK, a, t
+        h0 = (h0 + a) & MASK
+        h1 = (h1 + b) & MASK
+        h2 = (h2 + c) & MASK
+        h3 = (h3 + d) & MASK
+        h4 = (h4 + e) & MASK
+    # digest bytes 0..3 are h0 big-endian; read little-endian that is h0 byte-swapped
+    return np.uint32(
+        ((h0 >> np.uint64(24)) & np.uint64(0xFF))
+        | ((h0 >> np.uint64(8)) & np.uint64(0xFF00))
+        | ((h0 << np.uint64(8)) & np.uint64(0xFF0000))
+        | ((h0 << np.uint64(24)) & np.uint64(0xFF000000))
+    )
+
+
+@njit(inline="always", cache=True)
+def _bytes_hash(data, lo, hi):  # pragma: no cover - compiled
+    """64-bit FNV-1a of data[lo:hi] with a final mix: only to place tokens in the table."""
+    h = np.uint64(0xCBF29CE484222325)
+    for p in range(lo, hi):
+        h = (h ^ np.uint64(data[p])) * np.uint64(0x100000001B3)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(inline="always", cache=True)
+def _next_token(data, p, hi, char_mode, count):  # pragma: no cover - compiled
+    """The token at or after ``p`` in ``data[:hi]``: (start, end); start -1: none left, -2: a space (chars)."""
+    q = p
+    while q < hi:
+        sp = _space_len(data, q, hi)
+        if sp == 0:
+            break
+        q += sp
+    if q >= hi:
+        return -1, hi
+    if char_mode:
+        if q > p and count > 0:
+            return -2, q
+        return q, q + _char_len(data[q])
+    end = q
+    while end < hi and _space_len(data, end, hi) == 0:
+        end += _char_len(data[end])
+    return q, end
+
+
+@njit(parallel=True, cache=True)
+def count_tokens(data, offsets, char_mode, limit, counts):  # pragma: no cover - compiled
+    """Each text's token count, at most ``limit`` (texts in parallel). Words: maximal runs of
+    non-whitespace; characters: every character, a whitespace run as one space, none at the ends."""
+    for t in prange(offsets.size - 1):
+        hi = offsets[t + 1]
+        p = offsets[t]
+        count = 0
+        while count < limit:
+            start, p = _next_token(data, p, hi, char_mode, count)
+            if start == -1:
+                break
+            count += 1
+        counts[t] = count
+
+
+# The token table: one row of four uint64 per slot (one cache line holds a whole slot): the
+# key (a 64-bit hash of the token's bytes), where the token first occurs plus one (0: empty),
+# its length and its SHA-1 hash. Open addressing, linear probing, doubled when half full.
+_KEY, _AT, _LEN, _VALUE = 0, 1, 2, 3
+
+
+@njit(cache=True)
+def _grow(table):  # pragma: no cover - compiled
+    """The table rehashed into twice the slots."""
+    cap = 2 * table.shape[0]
+    new = np.zeros((cap, 4), dtype=np.uint64)
+    for old in range(table.shape[0]):
+        if table[old, _AT]:
+            s = np.int64(table[old, _KEY] & np.uint64(cap - 1))
+            while new[s, _AT]:
+                s = (s + 1) & (cap - 1)
+            for k in range(4):
+                new[s, k] = table[old, k]
+    return new
+
+
+@njit(cache=True)
+def _hash_until_full(data, offsets, t, p, count, t1, char_mode, limit, space_hash, th, token_start, table, used, w):
+    """Hash tokens from text ``t`` (at byte ``p``, its ``count``-th token) on, until text ``t1`` or the
+    table is half full; returns where it stopped (t, p, count) and the slots used. A token
+    already in the table is not hashed again.
+    """  # pragma: no cover - compiled
+    mask = table.shape[0] - 1
+    full = table.shape[0] // 2
+    while t < t1:
+        hi = offsets[t + 1]
+        at = token_start[t]
+        while count < limit:
+            if used >= full:
+                return t, p, count, used
+            start, p = _next_token(data, p, hi, char_mode, count)
+            if start == -1:
+                break
+            if start == -2:
+                th[at + count] = space_hash
+                count += 1
+                continue
+            length = p - start
+            key = _bytes_hash(data, start, p)
+            s = np.int64(key & np.uint64(mask))
+            while True:
+                other = np.int64(table[s, _AT]) - 1
+                if other < 0:
+                    value = _sha1_32(data, start, p, w)
+                    table[s, _KEY] = key
+                    table[s, _AT] = np.uint64(start + 1)
+                    table[s, _LEN] = np.uint64(length)
+                    table[s, _VALUE] = np.uint64(value)
+                    used += 1
+                    break
+                if table[s, _KEY] == key and np.int64(table[s, _LEN]) == length:
+                    q = 0
+                    while q < length and data[other + q] == data[start + q]:
+                        q += 1
+                    if q == length:
+                        value = np.uint32(table[s, _VALUE])
+                        break
+                s = (s + 1) & mask
+            th[at + count] = value
+            count += 1
+        t += 1
+        count = 0
+        if t < t1:
+            p = offsets[t]
+    return t, p, count, used
+
+
+@njit(cache=True)
+def _hash_chunk(data, offsets, t0, t1, char_mode, limit, space_hash, th, token_start):  # pragma: no cover
+    """Texts ``t0..t1``'s token hashes into ``th[token_start[t]:]``, SHA-1 once per distinct token."""
+    table = np.zeros((1 << 12, 4), dtype=np.uint64)
+    w = np.empty(80, dtype=np.uint64)
+    t, p, count, used = t0, offsets[t0], 0, 0
+    while True:
+        t, p, count, used = _hash_until_full(
+            data, offsets, t, p, count, t1, char_mode, limit, space_hash, th, token_start, table, used, w
+        )
+        if t >= t1:
+            return
+        table = _grow(table)
+
+
+@njit(parallel=True, cache=True)
+def hash_tokens(data, offsets, bounds, char_mode, limit, space_hash, th, token_start):  # pragma: no cover
+    """:func:`_hash_chunk` over runs of texts in parallel (``bounds``: each run's first text, and the end)."""
+    for c in prange(bounds.size - 1):
+        _hash_chunk(data, offsets, bounds[c], bounds[c + 1], char_mode, limit, space_hash, th, token_start)

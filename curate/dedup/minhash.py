@@ -115,34 +115,54 @@ def normalize_for_shingles(texts: pl.Series) -> pl.Series:
     return texts.str.to_lowercase()
 
 
-def tokenize(texts: pl.Series, params: ShingleParams) -> tuple[pl.Series, np.ndarray]:
-    """All tokens of all texts, flattened, and each text's token count."""
-    normalized = normalize_for_shingles(texts)
-    # Enough tokens for max_shingles shingles; the rest of a huge text is never split.
+def text_token_hashes(
+    texts: pl.Series, params: ShingleParams, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every token's hash (flattened, text by text) and each text's token count, from raw texts.
+
+    The texts are normalized (:func:`normalize_for_shingles`), then a numba kernel walks their
+    UTF-8 bytes: one pass counts the tokens (at most ``max_shingles + ngram - 1`` per text: the
+    rest of a huge text is never looked at), a second one hashes them, SHA-1 once per distinct
+    token per chunk of texts, chunks in parallel.
+    """
+    data, offsets = _utf8(normalize_for_shingles(texts))
+    n = offsets.size - 1
+    threads = _threads(workers)
+    counts = np.zeros(n, dtype=np.int64)
     limit = params.max_shingles + params.ngram - 1
-    if params.mode == "word":
-        tokens = normalized.str.extract_all(r"\S+").list.head(limit)
-    else:
-        collapsed = normalized.str.replace_all(r"\s+", " ").str.strip_chars()
-        tokens = collapsed.str.slice(0, limit).str.split("")
-        tokens = pl.select(pl.when(collapsed == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(tokens))
-        tokens = tokens.to_series()
-    counts = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-    return tokens.explode(keep_nulls=False, empty_as_null=False), counts
+    char_mode = params.mode == "char"
+    space = np.uint32(token_hash32(b" "))
+    _run("count_tokens", threads, data, offsets, char_mode, limit, counts)
+    token_start = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=token_start[1:])
+    th = np.empty(int(counts.sum()), dtype=np.uint32)
+    if th.size:
+        bounds = _chunks(offsets, threads)
+        _run("hash_tokens", threads, data, offsets, bounds, char_mode, limit, space, th, token_start)
+    return th, counts
 
 
-def token_hashes(tokens: pl.Series) -> np.ndarray:
-    """The hash of every token (SHA-1, first 4 bytes little-endian), each distinct one hashed once."""
-    if tokens.len() == 0:
-        return np.zeros(0, dtype=np.uint32)
-    codes = tokens.cast(pl.Categorical).to_physical()
-    first = codes.arg_unique()
-    vocab_codes = codes.gather(first).to_numpy()
-    sha1 = hashlib.sha1
-    digests = b"".join([sha1(t.encode("utf-8")).digest()[:4] for t in tokens.gather(first).to_list()])
-    by_code = np.zeros(int(vocab_codes.max()) + 1, dtype=np.uint32)
-    by_code[vocab_codes] = np.frombuffer(digests, dtype="<u4")
-    return by_code[codes.to_numpy()]
+def _utf8(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes and their byte offsets (one more than texts), without copies where arrow allows."""
+    import pyarrow as pa
+
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, offset_buffer, data_buffer = arr.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return data, np.ascontiguousarray(offsets)
+
+
+def _chunks(offsets: np.ndarray, parts: int) -> np.ndarray:
+    """First text of each of about ``parts`` runs of texts of equal bytes (and the end)."""
+    n = offsets.size - 1
+    targets = np.linspace(offsets[0], offsets[-1], parts + 1)[1:-1]
+    cuts = np.searchsorted(offsets[:-1], targets)
+    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
 @dataclass
@@ -160,10 +180,9 @@ class Shingles:
         return np.diff(self.offsets)
 
 
-def shingle(texts: pl.Series, params: ShingleParams) -> Shingles:
-    """Shingle hashes of every text (vectorized token mixing, see :func:`shingle_hash32`)."""
-    tokens, counts = tokenize(texts, params)
-    return compose(token_hashes(tokens), counts, params)
+def shingle(texts: pl.Series, params: ShingleParams, workers: int | None = None) -> Shingles:
+    """Shingle hashes of every text (see :func:`shingle_hash32`)."""
+    return compose(*text_token_hashes(texts, params, workers), params, workers)
 
 
 def _layout(counts: np.ndarray, params: ShingleParams) -> tuple[np.ndarray, np.ndarray]:
@@ -177,10 +196,10 @@ def _layout(counts: np.ndarray, params: ShingleParams) -> tuple[np.ndarray, np.n
     return offsets, token_start
 
 
-def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams) -> Shingles:
+def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams, workers: int | None = None) -> Shingles:
     """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
     empty = np.zeros(0, dtype=np.uint32)
-    return compose_and_sign(th, counts, params, empty, empty)[0]
+    return compose_and_sign(th, counts, params, empty, empty, workers)[0]
 
 
 def compose_and_sign(
@@ -226,6 +245,10 @@ def _perm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _KERNEL_LOCK = threading.Lock()
 
 
+def _threads(workers: int | None) -> int:
+    return max(1, workers or os.cpu_count() or 1)
+
+
 def _run(name: str, workers: int | None, *args: object) -> None:
     """Call a kernel of :mod:`._kernels` (numba, imported here: never at module import) on ``workers`` threads.
 
@@ -236,7 +259,7 @@ def _run(name: str, workers: int | None, *args: object) -> None:
 
     from curate.dedup import _kernels
 
-    threads = max(1, min(workers or os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+    threads = min(_threads(workers), numba.config.NUMBA_NUM_THREADS)
     with _KERNEL_LOCK:
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
