@@ -109,6 +109,11 @@ def _char_len(byte):  # pragma: no cover - compiled
     return 3 if c < 0xF0 else 4
 
 
+@njit(inline="always", cache=True)
+def _rotl32(x, r):  # pragma: no cover - compiled
+    return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & MASK
+
+
 @njit(cache=True)
 def _sha1_32(data, lo, hi, w):  # pragma: no cover - compiled
     """The first 4 bytes of SHA-1(data[lo:hi]), little-endian (datasketch's ``sha1_hash32``)."""
@@ -124,39 +129,48 @@ def _sha1_32(data, lo, hi, w):  # pragma: no cover - compiled
     bits = np.uint64(n) * np.uint64(8)
     for block in range(blocks):
         base = block * 64
-        for j in range(16):
-            v = np.uint64(0)
-            for k in range(4):
-                q = base + 4 * j + k
-                if q < n:
-                    byte = np.uint64(data[lo + q])
-                elif q == n:
-                    byte = np.uint64(0x80)
-                elif block == blocks - 1 and j >= 14:
-                    byte = (bits >> np.uint64(8 * (7 - (4 * (j - 14) + k)))) & np.uint64(0xFF)
-                else:
-                    byte = np.uint64(0)
-                v = (v << np.uint64(8)) | byte
-            w[j] = v
+        if base + 64 <= n:  # a whole block of the message
+            for j in range(16):
+                q = lo + base + 4 * j
+                w[j] = (
+                    (np.uint64(data[q]) << np.uint64(24))
+                    | (np.uint64(data[q + 1]) << np.uint64(16))
+                    | (np.uint64(data[q + 2]) << np.uint64(8))
+                    | np.uint64(data[q + 3])
+                )
+        else:  # the end of the message, the 0x80 marker, zeros and (in the last block) the bit length
+            for j in range(16):
+                v = np.uint64(0)
+                for k in range(4):
+                    q = base + 4 * j + k
+                    if q < n:
+                        byte = np.uint64(data[lo + q])
+                    elif q == n:
+                        byte = np.uint64(0x80)
+                    elif block == blocks - 1 and j >= 14:
+                        byte = (bits >> np.uint64(8 * (7 - (4 * (j - 14) + k)))) & np.uint64(0xFF)
+                    else:
+                        byte = np.uint64(0)
+                    v = (v << np.uint64(8)) | byte
+                w[j] = v
         for j in range(16, 80):
             x = w[j - 3] ^ w[j - 8] ^ w[j - 14] ^ w[j - 16]
-            w[j] = ((x << np.uint64(1)) | (x >> np.uint64(31))) & MASK
+            w[j] = _rotl32(x, 1)
         a, b, c, d, e = h0, h1, h2, h3, h4
-        for j in range(80):
-            if j < 20:
-                f = (b & c) | ((~b & MASK) & d)
-                k = np.uint64(0x5A827999)
-            elif j < 40:
-                f = b ^ c ^ d
-                k = np.uint64(0x6ED9EBA1)
-            elif j < 60:
-                f = (b & c) | (b & d) | (c & d)
-                k = np.uint64(0x8F1BBCDC)
-            else:
-                f = b ^ c ^ d
-                k = np.uint64(0xCA62C1D6)
-            t = ((((a << np.uint64(5)) | (a >> np.uint64(27))) & MASK) + f + e + k + w[j]) & MASK
-            e, d, c, b, a = d, c, ((b << np.uint64(30)) | (b >> np.uint64(2))) & MASK, a, t
+        for j in range(20):
+            f = (b & c) | ((~b & MASK) & d)
+            t = (_rotl32(a, 5) + f + e + np.uint64(0x5A827999) + w[j]) & MASK
+            e, d, c, b, a = d, c, _rotl32(b, 30), a, t
+        for j in range(20, 40):
+            t = (_rotl32(a, 5) + (b ^ c ^ d) + e + np.uint64(0x6ED9EBA1) + w[j]) & MASK
+            e, d, c, b, a = d, c, _rotl32(b, 30), a, t
+        for j in range(40, 60):
+            f = (b & c) | (b & d) | (c & d)
+            t = (_rotl32(a, 5) + f + e + np.uint64(0x8F1BBCDC) + w[j]) & MASK
+            e, d, c, b, a = d, c, _rotl32(b, 30), a, t
+        for j in range(60, 80):
+            t = (_rotl32(a, 5) + (b ^ c ^ d) + e + np.uint64(0xCA62C1D6) + w[j]) & MASK
+            e, d, c, b, a = d, c, _rotl32(b, 30), a, t
         h0 = (h0 + a) & MASK
         h1 = (h1 + b) & MASK
         h2 = (h2 + c) & MASK
@@ -172,15 +186,30 @@ def _sha1_32(data, lo, hi, w):  # pragma: no cover - compiled
 
 
 @njit(inline="always", cache=True)
-def _bytes_hash(data, lo, hi):  # pragma: no cover - compiled
-    """64-bit FNV-1a of data[lo:hi] with a final mix: only to place tokens in the table."""
-    h = np.uint64(0xCBF29CE484222325)
-    for p in range(lo, hi):
-        h = (h ^ np.uint64(data[p])) * np.uint64(0x100000001B3)
+def _mix64(h):  # pragma: no cover - compiled
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
     return h
+
+
+@njit(inline="always", cache=True)
+def _token_key(data, lo, hi):  # pragma: no cover - compiled
+    """A token's first 16 bytes packed in two words, and its table key (a 64-bit hash of all its bytes)."""
+    n = hi - lo
+    w0 = np.uint64(0)
+    w1 = np.uint64(0)
+    for k in range(min(n, 8)):
+        w0 |= np.uint64(data[lo + k]) << np.uint64(8 * k)
+    for k in range(8, min(n, 16)):
+        w1 |= np.uint64(data[lo + k]) << np.uint64(8 * (k - 8))
+    h = np.uint64(n) * np.uint64(0x9E3779B97F4A7C15)
+    for p in range(lo + 16, hi):  # only tokens longer than 16 bytes: FNV-1a over the rest
+        h = (h ^ np.uint64(data[p])) * np.uint64(0x100000001B3)
+    h = _mix64(h ^ w0)
+    return _mix64(h ^ w1), w0, w1
 
 
 @njit(inline="always", cache=True)
@@ -188,6 +217,9 @@ def _next_token(data, p, hi, char_mode, count):  # pragma: no cover - compiled
     """The token at or after ``p`` in ``data[:hi]``: (start, end); start -1: none left, -2: a space (chars)."""
     q = p
     while q < hi:
+        c = np.int64(data[q])
+        if 32 < c < 0x80:  # the common case: printable ASCII
+            break
         sp = _space_len(data, q, hi)
         if sp == 0:
             break
@@ -198,9 +230,14 @@ def _next_token(data, p, hi, char_mode, count):  # pragma: no cover - compiled
         if q > p and count > 0:
             return -2, q
         return q, q + _char_len(data[q])
-    end = q
-    while end < hi and _space_len(data, end, hi) == 0:
-        end += _char_len(data[end])
+    end = q + 1
+    while end < hi:
+        c = np.int64(data[end])
+        # printable ASCII and UTF-8 continuation bytes never start whitespace; other bytes are checked
+        if 32 < c < 0xC0 or _space_len(data, end, hi) == 0:
+            end += 1
+        else:
+            break
     return q, end
 
 
@@ -221,19 +258,23 @@ def count_tokens(data, offsets, char_mode, limit, counts):  # pragma: no cover -
 
 
 # The token table: one row of four uint64 per slot (one cache line holds a whole slot): the
-# key (a 64-bit hash of the token's bytes), where the token first occurs plus one (0: empty),
-# its length and its SHA-1 hash. Open addressing, linear probing, doubled when half full.
-_KEY, _AT, _LEN, _VALUE = 0, 1, 2, 3
+# token's first 16 bytes (two words, zero-padded), its length and SHA-1 hash (``len << 32 |
+# hash``) and where it first occurs plus one (0: an empty slot). A token of up to 16 bytes is
+# compared in the slot alone: no trip to wherever in the batch it first occurred. Open
+# addressing, linear probing, doubled when half full.
+_W0, _W1, _META, _AT = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def _grow(table):  # pragma: no cover - compiled
+def _grow(table, data):  # pragma: no cover - compiled
     """The table rehashed into twice the slots."""
     cap = 2 * table.shape[0]
     new = np.zeros((cap, 4), dtype=np.uint64)
     for old in range(table.shape[0]):
         if table[old, _AT]:
-            s = np.int64(table[old, _KEY] & np.uint64(cap - 1))
+            at = np.int64(table[old, _AT]) - 1
+            key = _token_key(data, at, at + np.int64(table[old, _META] >> np.uint64(32)))[0]
+            s = np.int64(key & np.uint64(cap - 1))
             while new[s, _AT]:
                 s = (s + 1) & (cap - 1)
             for k in range(4):
@@ -263,24 +304,26 @@ def _hash_until_full(data, offsets, t, p, count, t1, char_mode, limit, space_has
                 count += 1
                 continue
             length = p - start
-            key = _bytes_hash(data, start, p)
+            key, w0, w1 = _token_key(data, start, p)
             s = np.int64(key & np.uint64(mask))
             while True:
-                other = np.int64(table[s, _AT]) - 1
-                if other < 0:
+                if table[s, _AT] == 0:
                     value = _sha1_32(data, start, p, w)
-                    table[s, _KEY] = key
+                    table[s, _W0] = w0
+                    table[s, _W1] = w1
+                    table[s, _META] = (np.uint64(length) << np.uint64(32)) | np.uint64(value)
                     table[s, _AT] = np.uint64(start + 1)
-                    table[s, _LEN] = np.uint64(length)
-                    table[s, _VALUE] = np.uint64(value)
                     used += 1
                     break
-                if table[s, _KEY] == key and np.int64(table[s, _LEN]) == length:
-                    q = 0
-                    while q < length and data[other + q] == data[start + q]:
-                        q += 1
-                    if q == length:
-                        value = np.uint32(table[s, _VALUE])
+                meta = table[s, _META]
+                if table[s, _W0] == w0 and table[s, _W1] == w1 and np.int64(meta >> np.uint64(32)) == length:
+                    q = 16
+                    if length > 16:  # rare: the rest of a long token, from its first occurrence
+                        other = np.int64(table[s, _AT]) - 1
+                        while q < length and data[other + q] == data[start + q]:
+                            q += 1
+                    if q >= length:
+                        value = np.uint32(meta & MASK)
                         break
                 s = (s + 1) & mask
             th[at + count] = value
@@ -304,7 +347,7 @@ def _hash_chunk(data, offsets, t0, t1, char_mode, limit, space_hash, th, token_s
         )
         if t >= t1:
             return
-        table = _grow(table)
+        table = _grow(table, data)
 
 
 @njit(parallel=True, cache=True)

@@ -228,8 +228,9 @@ def compose_and_sign(
 def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None) -> np.ndarray:
     """MinHash signatures (uint32, one row per text); texts without shingles get all MAX_HASH.
 
-    A numba kernel, parallel over texts (``workers`` threads, all cores by default): per shingle,
-    fmix32 once, then the multiply, add and minimum for every permutation.
+    A numba kernel, parallel over texts (``workers`` threads, by default one per CPU this
+    process may use): per shingle, fmix32 once, then the multiply, add and minimum for every
+    permutation.
     """
     sigs = np.full((shingles.offsets.size - 1, a.size), MAX_HASH, dtype=np.uint32)
     hashes = np.ascontiguousarray(shingles.hashes, dtype=np.uint32)
@@ -246,7 +247,10 @@ _KERNEL_LOCK = threading.Lock()
 
 
 def _threads(workers: int | None) -> int:
-    return max(1, workers or os.cpu_count() or 1)
+    """``workers``, or the CPUs this process may run on (``taskset`` respected)."""
+    if workers:
+        return max(1, workers)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _run(name: str, workers: int | None, *args: object) -> None:
