@@ -1,11 +1,11 @@
-"""numba kernels of :mod:`curate.dedup.minhash`: shingle mixing, fmix32 and the MinHash minimum, fused.
+"""numba kernels of :mod:`curate.dedup.minhash`: tokens, their SHA-1, shingle mixing, fmix32 and the minimum.
 
 Imported only when signing (numba's import and the cached kernels' load take a moment; the CLI's
 ``--help`` never pays it). ``cache=True``: the JIT compile happens once per machine and Python
 version, later processes load the compiled code from ``__pycache__``.
 
 All arithmetic is done in 64 bits and cut to 32 (``& MASK``), which is exactly the uint32
-arithmetic of the numpy path and of datasketch.
+arithmetic of :func:`.minhash.shingle_hash32` and of datasketch.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """MinHash signatures, computed in batches (polars, numpy and numba), bit-for-bit equal to datasketch.
 
 Shingles. A record's ``text`` is normalized (NFKC, lowercase) and split into tokens: words
-(split on whitespace, the default) or characters (whitespace collapsed to one space; for
-languages written without spaces). A shingle is ``ngram`` consecutive tokens. A text with at
-least one token but fewer than ``ngram`` has exactly one shingle, made of all its tokens; an
-empty or whitespace-only text has none (it gets the empty signature and is never a
-near-duplicate of anything). At most ``max_shingles`` shingles per text are used (the first
-ones), so one pathological 50 MB document cannot stall a run.
+(split on Unicode whitespace, what polars' regex ``\\s`` matches; the default) or characters
+(whitespace collapsed to one space; for languages written without spaces). A shingle is
+``ngram`` consecutive tokens. A text with at least one token but fewer than ``ngram`` has
+exactly one shingle, made of all its tokens; an empty or whitespace-only text has none (it
+gets the empty signature and is never a near-duplicate of anything). At most
+``max_shingles`` shingles per text are used (the first ones), so one pathological 50 MB
+document cannot stall a run.
 
 Hash. A shingle's 32-bit hash is built from its tokens: each token is hashed like datasketch
 does by default (the first 4 bytes of SHA-1, little-endian), and the token hashes are mixed
-in order (:func:`shingle_hash32`). Token hashes are computed once per distinct token, which
-is what makes this fast. :class:`ShingleHash` is the same function for one shingle, to pass
+in order (:func:`shingle_hash32`). SHA-1 is computed once per distinct token (per chunk of
+texts a thread takes), which is what makes this fast. :class:`ShingleHash` is the same function for one shingle, to pass
 as ``hashfunc`` to ``datasketch.MinHash``.
 
 Signature. datasketch's default ``affine32`` scheme: permutation parameters from
@@ -21,9 +22,11 @@ then ``a * h + b mod 2**32`` and the minimum over the shingles. So
 exactly our ``hashvalues``, and signatures interoperate with ``MinHashLSH``, ``LeanMinHash``
 and datasketch's storage backends.
 
-Kernels. The token mix, the finalizer and the multiply-add-minimum over the permutations are
-one numba kernel (:mod:`._kernels`, parallel over texts, compiled once and cached), imported
-only when something is signed: importing this module stays cheap.
+Kernels. Normalization is polars (and Python's NFKC tables on non-ASCII rows); the rest is
+numba (:mod:`._kernels`, compiled once and cached, parallel over texts): one kernel counts
+each text's tokens over the UTF-8 bytes, one hashes them (a table of distinct tokens), and
+one fuses the token mix, the finalizer and the multiply-add-minimum over the permutations.
+numba is imported only when something is signed: importing this module stays cheap.
 """
 
 from __future__ import annotations
