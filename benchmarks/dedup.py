@@ -7,6 +7,16 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   the same hash given as a dictionary lookup (precomputed, untimed): datasketch's fastest
   configuration. Both in one child pinned to one core, both warmed on 2,000 texts, alternating
   rounds, medians. Check ``signatures_identical``: every signature equal, bit for bit.
+* ``signing_vs_rensa``: ``signature_docs_per_s`` (curate's ``sign_texts`` from the raw Python
+  strings: series, normalize, tokenize, hash, permute, min) against ``rensa_docs_per_s`` (rensa's
+  ``RMinHash``, its fastest bulk call ``digest_matrix_from_token_byte_sets``, on the same word
+  5-gram shingles built in Python from the same strings, timed: rensa has no shingling of its
+  own), num_perm 128. Both in one child pinned to 2 cores, both warmed on 2,000 texts,
+  alternating rounds, medians. rensa's signatures are its own hash, not datasketch's; the check
+  ``rensa_same_shingles`` is that both sides saw the same number of shingles per text.
+* ``numba_compile_seconds``: the first signing in a fresh process with an empty numba cache
+  (every kernel JIT-compiled), and ``numba_cached_load_seconds`` the same in a second process
+  that finds them cached (not in ``--quick``).
 * ``stage_speedup_vs_datasketch_pipeline``: ``curate dedup --near alpaca`` as a CLI process
   (start-up, ingest, shingle, sign, band, verify, cluster, write the run and its card) against a
   plain datasketch script doing the same work: ``json.load``, the same word 5-gram shingles,
@@ -23,7 +33,8 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   (1,000,000 by default) in a child process: ``scale_docs``, ``scale_seconds``,
   ``scale_peak_rss_mb``, and the same at a quarter of the size to show memory growing linearly.
 
-``--quick``: 3,000 records for the speed parts, one round, a 300-source held-out set, no scale.
+``--quick``: 3,000 records for the speed parts, one round, a 300-source held-out set, no scale,
+no compile timing.
 """
 
 from __future__ import annotations
@@ -155,6 +166,89 @@ def signature_throughput(limit: int | None, rounds: int) -> tuple[dict, dict]:
         },
     }
     return figures, {"signatures_identical": done["identical"], "shingle_hash_matches_python": done["hash_ok"]}
+
+
+def rensa_child(limit: int | None, rounds: int) -> None:
+    """curate's signing and rensa's in this (2-core) process, warmed, alternating; prints their medians."""
+    import polars as pl
+    from rensa import RMinHash
+
+    from curate.dedup.near import NearDedupParams, sign_texts
+
+    texts = alpaca_texts(limit)
+    params = NearDedupParams()
+
+    def ours() -> tuple[float, object]:
+        start = time.perf_counter()
+        shingles, _ = sign_texts(pl.Series(texts, dtype=pl.String), params)
+        return time.perf_counter() - start, shingles
+
+    def theirs() -> tuple[float, float, list]:
+        start = time.perf_counter()
+        sets = [python_shingles(t) for t in texts]
+        shingled = time.perf_counter()
+        RMinHash.digest_matrix_from_token_byte_sets(sets, params.num_perm, params.seed)
+        done = time.perf_counter()
+        return done - start, done - shingled, sets
+
+    sign_texts(pl.Series(texts[:WARMUP], dtype=pl.String), params)
+    warm = [python_shingles(t) for t in texts[:WARMUP]]
+    RMinHash.digest_matrix_from_token_byte_sets(warm, params.num_perm, params.seed)
+    runs: dict[str, list[float]] = {"curate": [], "rensa": [], "rensa_hashing": []}
+    for _ in range(rounds):
+        seconds, shingles = ours()
+        runs["curate"].append(seconds)
+        seconds, hashing, sets = theirs()
+        runs["rensa"].append(seconds)
+        runs["rensa_hashing"].append(hashing)
+    same = shingles.counts.tolist() == [len(s) for s in sets]
+    print(json.dumps({"docs": len(texts), **{k: statistics.median(v) for k, v in runs.items()}, "same": same}))
+
+
+def rensa_throughput(limit: int | None, rounds: int) -> tuple[dict, dict]:
+    done = run_json([sys.executable, __file__, "--child", "rensa", *_limit(limit), "--rounds", str(rounds)], cores=2)
+    ours, theirs = done["docs"] / done["curate"], done["docs"] / done["rensa"]
+    log(
+        f"signing {done['docs']:,} raw texts on 2 cores: curate {done['curate']:.3f} s ({ours:,.0f} docs/s), "
+        f"rensa {done['rensa']:.3f} s ({theirs:,.0f} docs/s; its hashing alone {done['rensa_hashing']:.3f} s)"
+    )
+    figures = {
+        "signature_docs_per_s": round(ours),
+        "rensa_docs_per_s": round(theirs),
+        "rensa_hashing_docs_per_s": round(done["docs"] / done["rensa_hashing"]),
+        "signing_vs_rensa": round(ours / theirs, 2),
+        "rensa_settings": {
+            "curate": "sign_texts(pl.Series(texts)), from the Python strings, 2 cores, warmed on 2,000 texts",
+            "rensa": "rensa 0.5.0 RMinHash.digest_matrix_from_token_byte_sets(num_perm=128) on word 5-gram "
+            "shingles built in Python (NFKC, lowercase, split) from the same strings, 2 cores, warmed on 2,000",
+            "rounds": rounds,
+            "order": "alternating, median",
+        },
+    }
+    return figures, {"rensa_same_shingles": done["same"]}
+
+
+def compile_child() -> None:
+    """Seconds of the first signing in this process (numba's cache dir is set by the parent)."""
+    start = time.perf_counter()
+    import polars as pl
+
+    from curate.dedup.near import NearDedupParams, sign_texts
+
+    sign_texts(pl.Series(["a first text to sign, long enough for a few shingles", ""]), NearDedupParams())
+    print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def compile_time() -> dict:
+    """numba's JIT compile (empty cache) and the cached load (second process), each a fresh process."""
+    from benchmarks.common import child_env
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = child_env(NUMBA_CACHE_DIR=cache)
+        cold = run_json([sys.executable, __file__, "--child", "compile"], env=env, cores=2)["seconds"]
+        warm = run_json([sys.executable, __file__, "--child", "compile"], env=env, cores=2)["seconds"]
+    log(f"numba kernels: first signing {cold:.1f} s with an empty cache, {warm:.2f} s cached")
+    return {"numba_compile_seconds": round(cold, 2), "numba_cached_load_seconds": round(warm, 2)}
 
 
 def _limit(limit: int | None) -> list[str]:
@@ -408,11 +502,15 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="also run the generated large corpus")
     parser.add_argument("--docs", type=int, default=1_000_000, help="documents in the scale run")
     parser.add_argument("--limit", type=int, help="first N Alpaca records in the speed parts (default all)")
-    parser.add_argument("--child", choices=["signatures", "datasketch", "scale"])
+    parser.add_argument("--child", choices=["signatures", "rensa", "compile", "datasketch", "scale"])
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "signatures":
         return signature_child(args.limit, args.rounds)
+    if args.child == "rensa":
+        return rensa_child(args.limit, args.rounds)
+    if args.child == "compile":
+        return compile_child()
     if args.child == "datasketch":
         return datasketch_child(*args.paths)
     if args.child == "scale":
@@ -421,13 +519,17 @@ def main() -> None:
     rounds = 1 if args.quick else args.rounds
     figures: dict = {"benchmark": "minhash near-dedup", "quick": args.quick, "machine": machine()}
     signatures, checks = signature_throughput(limit, rounds)
+    versus_rensa, rensa_checks = rensa_throughput(limit, rounds)
     stage, stage_checks = stage_speed(limit, rounds)
-    figures.update(signatures | stage | planted_quality(300 if args.quick else 2000))
-    checks.update(stage_checks)
+    figures.update(signatures | versus_rensa | stage | planted_quality(300 if args.quick else 2000))
+    if not args.quick:
+        figures.update(compile_time())
+    checks.update(rensa_checks | stage_checks)
     if args.scale and not args.quick:
         figures.update(scale(args.docs))
     targets = {
         "signature_speedup_vs_datasketch": target(figures["signature_speedup_vs_datasketch"], ">=", 3),
+        "signing_vs_rensa": target(figures["signing_vs_rensa"], ">=", 2),
         "stage_speedup_vs_datasketch_pipeline": target(figures["stage_speedup_vs_datasketch_pipeline"], ">=", 2),
         "planted_dev_recall_j08": target(figures["planted_dev_recall_j08"], ">=", 0.95),
         "planted_dev_false_merge_rate": target(figures["planted_dev_false_merge_rate"], "<=", 0.01),

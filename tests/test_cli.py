@@ -13,7 +13,7 @@ from tests.conftest import ROOT, run_cli
 def test_help_is_light() -> None:
     code = (
         "import sys, curate.cli; curate.cli.build_parser(); print(sorted(m for m in ('polars', 'torch', "
-        "'pyarrow', 'prefect', 'sentence_transformers') if m in sys.modules))"
+        "'pyarrow', 'prefect', 'sentence_transformers', 'numba') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"

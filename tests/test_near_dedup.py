@@ -20,7 +20,16 @@ from datasketch.lsh import _optimal_param
 
 from curate.dedup.index import open_index
 from curate.dedup.lsh import optimal_params
-from curate.dedup.minhash import ShingleHash, ShingleParams, permutations, shingle, signatures
+from curate.dedup.minhash import (
+    ShingleHash,
+    ShingleParams,
+    normalize_for_shingles,
+    permutations,
+    shingle,
+    signatures,
+    text_token_hashes,
+    token_hash32,
+)
 from curate.dedup.near import NearDedupParams, near_duplicates
 from curate.dedup.planted import planted_records, score
 from curate.records.schema import KIND_TEXT, conform
@@ -71,6 +80,64 @@ def test_signatures_equal_datasketch(mode: str, data_dir: Path) -> None:
         theirs.update_batch(python_shingles(text, params))
         assert theirs.hashvalues.dtype == signature.dtype
         assert np.array_equal(theirs.hashvalues, signature), text
+
+
+def reference_tokens(texts: list[str | None], params: ShingleParams) -> list[list[str]]:
+    """Tokens as polars' regex sees them (whitespace: Unicode White_Space), the kernel's definition."""
+    normalized = normalize_for_shingles(pl.Series(texts, dtype=pl.String))
+    limit = params.max_shingles + params.ngram - 1
+    if params.mode == "word":
+        return [t[:limit] for t in normalized.str.extract_all(r"\S+").to_list()]
+    collapsed = normalized.str.replace_all(r"\s+", " ").str.strip_chars().to_list()
+    return [list(t[:limit]) for t in collapsed]
+
+
+KERNEL_TEXTS = [
+    None,
+    "",
+    " \u3000 ",
+    "a",
+    "a\u00a0b\u2003c\u3000d\u0085e\u1680f\u2028g\u2029h\u202fi\u205fj\x0bk\x0cl\rm\x1cn\x1fo \u200bp\ufeffq",
+    "  lead and   trail  ",
+    "x" * 70 + " " + "y" * 119 + " z",  # tokens of 2 and 3 SHA-1 blocks
+    "日本語のテキスト\u3000です 😀 emoji 🎉🎉 ütf-8 — ok",
+    "one two three four five six seven eight nine ten eleven twelve",
+]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        ShingleParams(),
+        ShingleParams(ngram=4, mode="char"),
+        ShingleParams(ngram=3, max_shingles=2),
+        ShingleParams(ngram=2, mode="char", max_shingles=3),
+        ShingleParams(ngram=1),
+    ],
+)
+def test_token_kernel_matches_reference(params: ShingleParams) -> None:
+    # 6,000 distinct words: the kernel's token table (4,096 slots at first) has to grow
+    rng = random.Random(3)
+    words = [f"w{i}" + "é" * (i % 3) for i in range(6000)]
+    texts = KERNEL_TEXTS + [" ".join(rng.choice(words) for _ in range(rng.randrange(0, 40))) for _ in range(500)]
+    th, counts = text_token_hashes(pl.Series(texts, dtype=pl.String), params, workers=2)
+    tokens = reference_tokens(texts, params)
+    assert counts.tolist() == [len(t) for t in tokens]
+    assert th.tolist() == [token_hash32(tok.encode()) for text in tokens for tok in text]
+    # and the signatures, shingle by shingle, equal datasketch's
+    a, b = permutations(64, 5)
+    ours = signatures(shingle(pl.Series(texts, dtype=pl.String), params, workers=2), a, b, workers=2)
+    sep = " " if params.mode == "word" else ""
+    hashfunc = ShingleHash(params.mode)
+    for text_tokens, signature in zip(tokens, ours, strict=True):
+        n = params.ngram
+        if len(text_tokens) < n:
+            grams = [text_tokens] if text_tokens else []
+        else:
+            grams = [text_tokens[i : i + n] for i in range(len(text_tokens) - n + 1)][: params.max_shingles]
+        theirs = MinHash(num_perm=64, seed=5, hashfunc=hashfunc)
+        theirs.update_batch([sep.join(g).encode() for g in grams])
+        assert np.array_equal(theirs.hashvalues, signature), text_tokens
 
 
 def test_signatures_interoperate_with_lean_minhash_and_lsh() -> None:

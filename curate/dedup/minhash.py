@@ -1,18 +1,19 @@
-"""MinHash signatures, computed in batches with numpy, bit-for-bit equal to datasketch.
+"""MinHash signatures, computed in batches (polars, numpy and numba), bit-for-bit equal to datasketch.
 
 Shingles. A record's ``text`` is normalized (NFKC, lowercase) and split into tokens: words
-(split on whitespace, the default) or characters (whitespace collapsed to one space; for
-languages written without spaces). A shingle is ``ngram`` consecutive tokens. A text with at
-least one token but fewer than ``ngram`` has exactly one shingle, made of all its tokens; an
-empty or whitespace-only text has none (it gets the empty signature and is never a
-near-duplicate of anything). At most ``max_shingles`` shingles per text are used (the first
-ones), so one pathological 50 MB document cannot stall a run.
+(split on Unicode whitespace, what polars' regex ``\\s`` matches; the default) or characters
+(whitespace collapsed to one space; for languages written without spaces). A shingle is
+``ngram`` consecutive tokens. A text with at least one token but fewer than ``ngram`` has
+exactly one shingle, made of all its tokens; an empty or whitespace-only text has none (it
+gets the empty signature and is never a near-duplicate of anything). At most
+``max_shingles`` shingles per text are used (the first ones), so one pathological 50 MB
+document cannot stall a run.
 
 Hash. A shingle's 32-bit hash is built from its tokens: each token is hashed like datasketch
 does by default (the first 4 bytes of SHA-1, little-endian), and the token hashes are mixed
-in order (:func:`shingle_hash32`). Token hashes are computed once per distinct token, which
-is what makes this fast, and the mix is vectorized. :class:`ShingleHash` is the same function
-for one shingle, to pass as ``hashfunc`` to ``datasketch.MinHash``.
+in order (:func:`shingle_hash32`). SHA-1 is computed once per distinct token (per chunk of
+texts a thread takes), which is what makes this fast. :class:`ShingleHash` is the same function for one shingle, to pass
+as ``hashfunc`` to ``datasketch.MinHash``.
 
 Signature. datasketch's default ``affine32`` scheme: permutation parameters from
 ``numpy.random.RandomState(seed)``, each hash pre-mixed with the 32-bit MurmurHash3 finalizer,
@@ -20,14 +21,20 @@ then ``a * h + b mod 2**32`` and the minimum over the shingles. So
 ``MinHash(num_perm, seed, hashfunc=ShingleHash(mode))`` updated with the same shingles has
 exactly our ``hashvalues``, and signatures interoperate with ``MinHashLSH``, ``LeanMinHash``
 and datasketch's storage backends.
+
+Kernels. Normalization is polars (and Python's NFKC tables on non-ASCII rows); the rest is
+numba (:mod:`._kernels`, compiled once and cached, parallel over texts): one kernel counts
+each text's tokens over the UTF-8 bytes, one hashes them (a table of distinct tokens), and
+one fuses the token mix, the finalizer and the multiply-add-minimum over the permutations.
+numba is imported only when something is signed: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -71,17 +78,6 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def fmix32(values: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer (the pre-mix datasketch applies)."""
-    h = values.astype(np.uint32, copy=True)
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x85EBCA6B)
-    h ^= h >> np.uint32(13)
-    h *= np.uint32(0xC2B2AE35)
-    h ^= h >> np.uint32(16)
-    return h
-
-
 def token_hash32(token: bytes) -> int:
     return int.from_bytes(hashlib.sha1(token).digest()[:4], "little")
 
@@ -122,34 +118,54 @@ def normalize_for_shingles(texts: pl.Series) -> pl.Series:
     return texts.str.to_lowercase()
 
 
-def tokenize(texts: pl.Series, params: ShingleParams) -> tuple[pl.Series, np.ndarray]:
-    """All tokens of all texts, flattened, and each text's token count."""
-    normalized = normalize_for_shingles(texts)
-    # Enough tokens for max_shingles shingles; the rest of a huge text is never split.
+def text_token_hashes(
+    texts: pl.Series, params: ShingleParams, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every token's hash (flattened, text by text) and each text's token count, from raw texts.
+
+    The texts are normalized (:func:`normalize_for_shingles`), then a numba kernel walks their
+    UTF-8 bytes: one pass counts the tokens (at most ``max_shingles + ngram - 1`` per text: the
+    rest of a huge text is never looked at), a second one hashes them, SHA-1 once per distinct
+    token per chunk of texts, chunks in parallel.
+    """
+    data, offsets = _utf8(normalize_for_shingles(texts))
+    n = offsets.size - 1
+    threads = _threads(workers)
+    counts = np.zeros(n, dtype=np.int64)
     limit = params.max_shingles + params.ngram - 1
-    if params.mode == "word":
-        tokens = normalized.str.extract_all(r"\S+").list.head(limit)
-    else:
-        collapsed = normalized.str.replace_all(r"\s+", " ").str.strip_chars()
-        tokens = collapsed.str.slice(0, limit).str.split("")
-        tokens = pl.select(pl.when(collapsed == "").then(pl.lit([], dtype=pl.List(pl.String))).otherwise(tokens))
-        tokens = tokens.to_series()
-    counts = tokens.list.len().fill_null(0).to_numpy().astype(np.int64)
-    return tokens.explode(keep_nulls=False, empty_as_null=False), counts
+    char_mode = params.mode == "char"
+    space = np.uint32(token_hash32(b" "))
+    _run("count_tokens", threads, data, offsets, char_mode, limit, counts)
+    token_start = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=token_start[1:])
+    th = np.empty(int(counts.sum()), dtype=np.uint32)
+    if th.size:
+        bounds = _chunks(offsets, threads)
+        _run("hash_tokens", threads, data, offsets, bounds, char_mode, limit, space, th, token_start)
+    return th, counts
 
 
-def token_hashes(tokens: pl.Series) -> np.ndarray:
-    """The hash of every token (SHA-1, first 4 bytes little-endian), each distinct one hashed once."""
-    if tokens.len() == 0:
-        return np.zeros(0, dtype=np.uint32)
-    codes = tokens.cast(pl.Categorical).to_physical()
-    first = codes.arg_unique()
-    vocab_codes = codes.gather(first).to_numpy()
-    sha1 = hashlib.sha1
-    digests = b"".join([sha1(t.encode("utf-8")).digest()[:4] for t in tokens.gather(first).to_list()])
-    by_code = np.zeros(int(vocab_codes.max()) + 1, dtype=np.uint32)
-    by_code[vocab_codes] = np.frombuffer(digests, dtype="<u4")
-    return by_code[codes.to_numpy()]
+def _utf8(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes and their byte offsets (one more than texts), without copies where arrow allows."""
+    import pyarrow as pa
+
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, offset_buffer, data_buffer = arr.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, dtype=np.uint8)
+    return data, np.ascontiguousarray(offsets)
+
+
+def _chunks(offsets: np.ndarray, parts: int) -> np.ndarray:
+    """First text of each of about ``parts`` runs of texts of equal bytes (and the end)."""
+    n = offsets.size - 1
+    targets = np.linspace(offsets[0], offsets[-1], parts + 1)[1:-1]
+    cuts = np.searchsorted(offsets[:-1], targets)
+    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
 @dataclass
@@ -167,101 +183,97 @@ class Shingles:
         return np.diff(self.offsets)
 
 
-def shingle(texts: pl.Series, params: ShingleParams) -> Shingles:
-    """Shingle hashes of every text (vectorized token mixing, see :func:`shingle_hash32`)."""
-    tokens, counts = tokenize(texts, params)
-    return compose(token_hashes(tokens), counts, params)
+def shingle(texts: pl.Series, params: ShingleParams, workers: int | None = None) -> Shingles:
+    """Shingle hashes of every text (see :func:`shingle_hash32`)."""
+    return compose(*text_token_hashes(texts, params, workers), params, workers)
 
 
-def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams) -> Shingles:
-    """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
+def _layout(counts: np.ndarray, params: ShingleParams) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's first shingle (``offsets``, one more than texts) and first token."""
     n = params.ngram
     per_text = np.minimum(np.where(counts >= n, counts - n + 1, np.minimum(counts, 1)), params.max_shingles)
-    offsets = np.concatenate([[0], np.cumsum(per_text)]).astype(np.int64)
-    total = int(offsets[-1])
-    token_start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    text_of = np.repeat(np.arange(counts.size), per_text)
-    index = token_start[text_of] + (np.arange(total, dtype=np.int64) - offsets[:-1][text_of])
-    width = np.minimum(counts[text_of], n).astype(np.uint32)
-    h = np.full(total, _MIX_SEED, dtype=np.uint32)
-    short = np.flatnonzero(width < n)
-    if th.size:
-        # Every shingle as if it had n tokens (indices clipped), then redo the few short ones.
-        last = th.size - 1
-        scratch = np.empty_like(h)
-        tok = np.empty_like(h)
-        for k in range(n):
-            np.take(th, np.minimum(index + k, last), out=tok)
-            _mix_step(h, tok, scratch)
-        if short.size:
-            hs = np.full(short.size, _MIX_SEED, dtype=np.uint32)
-            ws = width[short]
-            for k in range(n):
-                active = ws > k
-                if not active.any():
-                    break
-                step = hs.copy()
-                _mix_step(step, th[np.minimum(index[short] + k, last)], np.empty_like(step))
-                hs = np.where(active, step, hs)
-            h[short] = hs
-    h ^= width
-    return Shingles(h, offsets)
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(per_text, out=offsets[1:])
+    token_start = np.zeros(counts.size, dtype=np.int64)
+    np.cumsum(counts[:-1], out=token_start[1:])
+    return offsets, token_start
 
 
-def _mix_step(h: np.ndarray, token: np.ndarray, scratch: np.ndarray) -> None:
-    """In place: ``h = (rotl13(h) ^ token) * MUL`` (mod 2**32)."""
-    np.left_shift(h, np.uint32(13), out=scratch)
-    np.right_shift(h, np.uint32(19), out=h)
-    h |= scratch
-    h ^= token
-    h *= np.uint32(_MIX_MUL)
+def compose(th: np.ndarray, counts: np.ndarray, params: ShingleParams, workers: int | None = None) -> Shingles:
+    """Shingle hashes from the texts' token hashes (``th``, flattened) and token counts."""
+    empty = np.zeros(0, dtype=np.uint32)
+    return compose_and_sign(th, counts, params, empty, empty, workers)[0]
 
 
-def signatures(
-    shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None, block: int = 32_768
-) -> np.ndarray:
+def compose_and_sign(
+    th: np.ndarray,
+    counts: np.ndarray,
+    params: ShingleParams,
+    a: np.ndarray,
+    b: np.ndarray,
+    workers: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[Shingles, np.ndarray]:
+    """Shingle hashes and MinHash signatures in one pass (the fused kernel, parallel over texts).
+
+    ``out`` (uint32, one row per text, ``a.size`` columns), when given, receives the signatures.
+    """
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    offsets, token_start = _layout(counts, params)
+    hashes = np.empty(int(offsets[-1]), dtype=np.uint32)
+    sigs = np.empty((counts.size, a.size), dtype=np.uint32) if out is None else out
+    sigs.fill(MAX_HASH)
+    th = np.ascontiguousarray(th, dtype=np.uint32)
+    _run("compose_sign", workers, th, token_start, counts, offsets, params.ngram, *_perm(a, b), hashes, sigs)
+    return Shingles(hashes, offsets), sigs
+
+
+def signatures(shingles: Shingles, a: np.ndarray, b: np.ndarray, workers: int | None = None) -> np.ndarray:
     """MinHash signatures (uint32, one row per text); texts without shingles get all MAX_HASH.
 
-    Texts are taken in blocks of about ``block`` shingles (cut at text boundaries, so the
-    block stays in cache); within a block, one permutation at a time is a multiply, an add
-    and a segmented minimum over the block. Blocks are spread over threads: numpy releases
-    the GIL in these loops.
+    A numba kernel, parallel over texts (``workers`` threads, by default one per CPU this
+    process may use): per shingle, fmix32 once, then the multiply, add and minimum for every
+    permutation.
     """
-    n_texts = shingles.offsets.size - 1
-    out = np.full((n_texts, a.size), MAX_HASH, dtype=np.uint32)
-    present = np.flatnonzero(shingles.counts > 0)
-    if present.size == 0:
-        return out
-    mixed = fmix32(shingles.hashes)
-    offsets = shingles.offsets
-    ends = offsets[present + 1]
-    blocks = []
-    i = 0
-    while i < present.size:
-        j = max(int(np.searchsorted(ends, offsets[present[i]] + block, side="right")), i + 1)
-        blocks.append(present[i:j])
-        i = j
+    sigs = np.full((shingles.offsets.size - 1, a.size), MAX_HASH, dtype=np.uint32)
+    hashes = np.ascontiguousarray(shingles.hashes, dtype=np.uint32)
+    offsets = np.ascontiguousarray(shingles.offsets, dtype=np.int64)
+    _run("sign", workers, hashes, offsets, *_perm(a, b), sigs)
+    return sigs
 
-    def run(texts: np.ndarray) -> None:
-        lo, hi = offsets[texts[0]], offsets[texts[-1] + 1]
-        segment = mixed[lo:hi]
-        starts = offsets[texts] - lo
-        scratch = np.empty_like(segment)
-        found = np.empty((a.size, texts.size), dtype=np.uint32)
-        for j in range(a.size):
-            np.multiply(segment, a[j], out=scratch)
-            scratch += b[j]
-            found[j] = np.minimum.reduceat(scratch, starts)
-        out[texts] = found.T
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(blocks)))
-    if workers == 1:
-        for texts in blocks:
-            run(texts)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, blocks))
-    return out
+def _perm(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.ascontiguousarray(a, dtype=np.uint32), np.ascontiguousarray(b, dtype=np.uint32)
+
+
+_KERNEL_LOCK = threading.Lock()
+
+
+def _threads(workers: int | None) -> int:
+    """``workers``, or the CPUs this process may run on (``taskset`` respected)."""
+    if workers:
+        return max(1, workers)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run(name: str, workers: int | None, *args: object) -> None:
+    """Call a kernel of :mod:`._kernels` (numba, imported here: never at module import) on ``workers`` threads.
+
+    One kernel at a time per process: numba's fallback threading layer is not safe to enter
+    from two threads at once, and each kernel already uses every core it is given.
+    """
+    import numba
+
+    from curate.dedup import _kernels
+
+    threads = min(_threads(workers), numba.config.NUMBA_NUM_THREADS)
+    with _KERNEL_LOCK:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            getattr(_kernels, name)(*args)
+        finally:
+            numba.set_num_threads(previous)
 
 
 def estimated_jaccard(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -21,9 +21,7 @@ records kept by earlier runs (:mod:`.index`) takes part as leaders that are neve
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -35,12 +33,10 @@ from curate.dedup.lsh import band_keys, candidate_pairs, optimal_params
 from curate.dedup.minhash import (
     ShingleParams,
     Shingles,
-    compose,
+    compose_and_sign,
     estimated_jaccard,
     permutations,
-    signatures,
-    token_hashes,
-    tokenize,
+    text_token_hashes,
 )
 from curate.errors import CurateError
 from curate.records.schema import ID, SOURCE_ID, TEXT, duplicate_rejects
@@ -49,7 +45,6 @@ from curate.stages.result import StageResult
 STAGE = "near_dup"
 REASON = "near_duplicate"
 ESTIMATE_MARGIN = 0.2
-_PART_ROWS = 16_384
 _BATCH_ROWS = 131_072
 
 
@@ -113,38 +108,24 @@ class NearDedupParams:
 def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.ndarray]:
     """Shingles and signatures of every text.
 
-    Batches of ``_BATCH_ROWS`` texts bound the memory held by token strings. Within a batch,
-    tokenizing and signing run in slices on a few threads (polars and numpy release the GIL)
-    and tokens are hashed once for the whole batch.
+    Batches of ``_BATCH_ROWS`` texts bound the memory held by a batch's normalized bytes and
+    token hashes. Within a batch, numba kernels parallel over texts (:mod:`.minhash`) walk
+    and hash the tokens, then mix the shingle hashes and take the minimum of every permutation.
     """
     a, b = permutations(params.num_perm, params.seed)
     sigs = np.empty((texts.len(), params.num_perm), dtype=np.uint32)
     hashes: list[np.ndarray] = []
     offsets = [np.zeros(1, dtype=np.int64)]
     base = 0
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        for batch_start in range(0, texts.len(), _BATCH_ROWS):
-            batch = texts.slice(batch_start, _BATCH_ROWS)
-            parts = [batch.slice(start, _PART_ROWS) for start in range(0, batch.len(), _PART_ROWS)]
-            tokenized = list(pool.map(lambda part: tokenize(part, params.shingles), parts))
-            counts = [c for _, c in tokenized]
-            th = token_hashes(pl.concat([t for t, _ in tokenized]))
-            bounds = np.cumsum([0] + [t.len() for t, _ in tokenized])
-            del tokenized
-
-            def sign(
-                i: int, th: np.ndarray = th, bounds: np.ndarray = bounds, counts: list[np.ndarray] = counts
-            ) -> tuple[Shingles, np.ndarray]:
-                shingles = compose(th[bounds[i] : bounds[i + 1]], counts[i], params.shingles)
-                return shingles, signatures(shingles, a, b, workers=1)
-
-            row = batch_start
-            for shingles, part_sigs in pool.map(sign, range(len(parts))):
-                sigs[row : row + part_sigs.shape[0]] = part_sigs
-                row += part_sigs.shape[0]
-                hashes.append(shingles.hashes)
-                offsets.append(shingles.offsets[1:] + base)
-                base += int(shingles.offsets[-1])
+    for batch_start in range(0, texts.len(), _BATCH_ROWS):
+        batch = texts.slice(batch_start, _BATCH_ROWS)
+        th, counts = text_token_hashes(batch, params.shingles)
+        out = sigs[batch_start : batch_start + batch.len()]
+        shingles, _ = compose_and_sign(th, counts, params.shingles, a, b, out=out)
+        del th
+        hashes.append(shingles.hashes)
+        offsets.append(shingles.offsets[1:] + base)
+        base += int(shingles.offsets[-1])
     all_hashes = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint32)
     return Shingles(all_hashes, np.concatenate(offsets)), sigs
 
