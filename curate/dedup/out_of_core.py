@@ -84,6 +84,14 @@ def _fingerprint(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def _frame_fingerprint(frame: pl.DataFrame) -> str:
+    """A frame shard's row count and a hash of its ids and texts: other records are signed again."""
+    hashes = frame.select(ID, TEXT).hash_rows(seed=0).to_numpy()
+    positions = np.arange(1, hashes.size + 1, dtype=np.uint64)  # so that reordered rows differ
+    digest = int(np.bitwise_xor.reduce(hashes * positions)) if hashes.size else 0
+    return f"frame:{frame.height}:{digest:016x}"
+
+
 def _done(folder: Path) -> dict[str, Any] | None:
     """The done marker's contents, or None when the unit is not finished."""
     marker = folder / DONE
@@ -244,8 +252,8 @@ class OutOfCoreNearDedup:
         for s, shard in enumerate(shards):
             folder = self._dir("sign", s)
             info = _done(folder)
-            fingerprint = None if isinstance(shard, pl.DataFrame) else _fingerprint(Path(shard))
-            if info is not None and info["fingerprint"] in (fingerprint, "frame") and info["start"] == start:
+            fingerprint = _frame_fingerprint(shard) if isinstance(shard, pl.DataFrame) else _fingerprint(Path(shard))
+            if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
                 infos.append(info)
                 start += info["rows"]
                 continue
@@ -262,7 +270,7 @@ class OutOfCoreNearDedup:
             else:
                 path = Path(shard)
                 frame = _read_shard(path)
-            info = self._sign_one(folder, frame, start, str(path), fingerprint or "frame")
+            info = self._sign_one(folder, frame, start, str(path), fingerprint)
             infos.append(info)
             start += info["rows"]
             self.ran["sign"] += 1
