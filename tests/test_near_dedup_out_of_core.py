@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +185,17 @@ def test_cli_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     assert stages["forced"]["stats"]["out_of_core"]["partitions"] == 3
     assert stages["auto"]["stats"]["out_of_core"]["shards"] > 1
     assert stages["memory"]["rejected"] == stages["auto"]["rejected"] > 0
+
+
+def test_scale_benchmark_quick_passes_its_checks() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/dedup.py", "--scale", "--quick"], capture_output=True, text=True, cwd=root
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["checks"]["identical_to_in_memory"] and all(result["checks"].values())
+    assert result["scale_docs"] == 3000 and result["scale_peak_rss_mb"] > 0
+    assert {"scale_peak_rss_mb", "scale_recall_j08", "scale_false_merge_rate", "scale_time_growth"} <= set(
+        result["targets"]
+    )
