@@ -145,8 +145,12 @@ def test_resume_after_a_kill(corpus: pl.DataFrame, tmp_path: Path) -> None:
     whole = pl.concat([pl.read_parquet(p) for p in shards])
     assert_identical(near_duplicates(whole, params), third.to_stage_result())
 
+    other = NearDedupParams(threshold=0.7)
     with pytest.raises(CurateError, match="other settings"):
-        near_duplicates_out_of_core(shards, work, NearDedupParams(threshold=0.7), PARTITIONS)
+        near_duplicates_out_of_core(shards, work, other, PARTITIONS)
+    restarted = near_duplicates_out_of_core(shards, work, other, PARTITIONS, restart=True)
+    assert restarted.stats["out_of_core"]["ran"]["sign"] == len(shards)
+    assert_identical(near_duplicates(whole, other), restarted.to_stage_result())
 
 
 def test_bad_shards(corpus: pl.DataFrame, tmp_path: Path) -> None:

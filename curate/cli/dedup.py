@@ -68,7 +68,9 @@ def cmd_dedup(args: argparse.Namespace) -> None:
 
             work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
             shards = frame_shards(records, args.ooc_shard_rows)
-            done_ooc = near_duplicates_out_of_core(shards, work, near, args.partitions, scores, index_location)
+            done_ooc = near_duplicates_out_of_core(
+                shards, work, near, args.partitions, scores, index_location, restart=not args.work_dir
+            )
             records = writer.add(done_ooc.to_stage_result())
         else:
             index = open_index(index_location, near) if index_location else None

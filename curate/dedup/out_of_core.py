@@ -215,6 +215,7 @@ class OutOfCoreNearDedup:
         params: NearDedupParams | None = None,
         partitions: int = 16,
         scores: pl.DataFrame | None = None,
+        restart: bool = False,
     ) -> None:
         if partitions < 1:
             raise CurateError(f"out-of-core near dedup needs at least 1 partition, not {partitions}")
@@ -222,6 +223,7 @@ class OutOfCoreNearDedup:
         self.bands, self.rows = self.params.banding()
         self.partitions = partitions
         self.scores = scores
+        self.restart = restart
         self.work = Path(work_dir)
         self.ran: dict[str, int] = defaultdict(int)
 
@@ -233,16 +235,22 @@ class OutOfCoreNearDedup:
     def _start(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
         clean_partial(self.work)
-        plan = {"params": self.params.as_dict(), "partitions": self.partitions}
+        scores = None
+        if self.scores is not None:
+            scores = int(np.bitwise_xor.reduce(self.scores.hash_rows(seed=0).to_numpy())) if self.scores.height else 0
+        plan = json.loads(
+            json.dumps({"params": self.params.as_dict(), "partitions": self.partitions, "scores": scores})
+        )
         plan_path = self.work / "plan.json"
-        if plan_path.exists():
-            found = json.loads(plan_path.read_text())
-            if found != json.loads(json.dumps(plan, default=str)):
+        if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
+            if not self.restart:
                 raise CurateError(
                     f"near dedup work folder {self.work} was started with other settings; use a new folder"
                 )
-        else:
-            write_json(plan_path, json.loads(json.dumps(plan, default=str)))
+            shutil.rmtree(self.work)
+            self.work.mkdir(parents=True)
+        if not plan_path.exists():
+            write_json(plan_path, plan)
 
     # -- pass 1: sign -----------------------------------------------------------------------
 
@@ -635,12 +643,14 @@ def near_duplicates_out_of_core(
     partitions: int = 16,
     scores: pl.DataFrame | None = None,
     index: Any = None,
+    restart: bool = False,
 ) -> OutOfCoreResult:
     """:func:`~curate.dedup.near.near_duplicates` over record shards (Parquet paths or frames,
-    in order) through ``work_dir``; rerun with the same folder to resume a killed run."""
+    in order) through ``work_dir``; rerun with the same folder to resume a killed run. A folder
+    started with other settings is an error, or (``restart``, for a folder the caller owns) cleared."""
     if index is not None:
         raise CurateError("the out-of-core near dedup takes no --index; use the in-memory path with an index")
-    return OutOfCoreNearDedup(work_dir, params, partitions, scores).run(shards)
+    return OutOfCoreNearDedup(work_dir, params, partitions, scores, restart).run(shards)
 
 
 def frame_shards(records: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
