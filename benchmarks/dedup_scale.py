@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import child_env, log, machine  # noqa: E402
 from benchmarks.targets import finish, target  # noqa: E402
 
-SHARD_ROWS = 50_000
+SHARD_ROWS = 50_000  # also the generator's unit: --quick's 300 and 3,000 are one shard each
 PARTITIONS = 16
 COPY_SHARE = 0.1
 
@@ -96,50 +96,65 @@ def perturb(text: str, rng: random.Random, vocab: list[str]) -> tuple[str, str]:
 
 
 def generate_child(docs: int, folder: str) -> None:
-    """Write ``docs`` documents as Parquet shards and the planted pairs (``planted.parquet``)."""
+    """Write ``docs`` documents as Parquet shards and the planted pairs (``planted/``), a shard
+    at a time (only two shards' texts in memory, so 10M documents generate in bounded memory).
+    Half of a shard's copies are of documents of the shard before it, so pairs cross shards."""
     import numpy as np
     import polars as pl
 
     from curate.records.schema import KIND_TEXT, conform
 
     pool = sentence_pool()
-    rng = np.random.default_rng(docs)
-    counts = rng.integers(8, 15, docs)
-    picks = rng.integers(0, len(pool), int(counts.sum()))
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    texts = [" ".join(pool[j] for j in picks[bounds[i] : bounds[i + 1]]) for i in range(docs)]
-    order = rng.permutation(docs)
-    n_copies = int(docs * COPY_SHARE)
-    copies, sources = order[:n_copies], order[n_copies : 2 * n_copies]
     vocab = sorted({w for s in pool[:5000] for w in s.split()})
+    rng = np.random.default_rng(docs)
     prng = random.Random(docs)
-    copy_of = [""] * docs
-    jaccard: list[float | None] = [None] * docs
-    how: list[str | None] = [None] * docs
-    for copy, source in zip(copies.tolist(), sources.tolist(), strict=True):
-        texts[copy], how[copy] = perturb(texts[source], prng, vocab)
-        a, b = python_shingles(texts[source]), python_shingles(texts[copy])
-        copy_of[copy], jaccard[copy] = f"d{source:08d}", len(a & b) / len(a | b)
-    ids = [f"d{i:08d}" for i in range(docs)]
     out = Path(folder)
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(
-        {"id": ids, "copy_of": copy_of, "true_jaccard": jaccard, "perturbation": how},
-        schema={"id": pl.String, "copy_of": pl.String, "true_jaccard": pl.Float64, "perturbation": pl.String},
-    ).write_parquet(out / "planted.parquet")
-    for start in range(0, docs, SHARD_ROWS):
-        stop = min(start + SHARD_ROWS, docs)
+    (out / "planted").mkdir(parents=True, exist_ok=True)
+    previous: tuple[int, list[str], np.ndarray] | None = None  # start, texts, still free to be a source
+    total_bytes = 0
+    for begin in range(0, docs, SHARD_ROWS):
+        rows = min(SHARD_ROWS, docs - begin)
+        counts = rng.integers(8, 15, rows)
+        picks = rng.integers(0, len(pool), int(counts.sum()))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        texts = [" ".join(pool[j] for j in picks[bounds[i] : bounds[i + 1]]) for i in range(rows)]
+        order = rng.permutation(rows)
+        n_copies = int(rows * COPY_SHARE)
+        copies = order[:n_copies]
+        free = np.ones(rows, dtype=bool)
+        free[copies] = False
+        sources: list[tuple[int, str]] = []  # (global number, text)
+        local = order[n_copies : 2 * n_copies]
+        earlier = np.flatnonzero(previous[2]) if previous is not None else np.zeros(0, dtype=np.int64)
+        earlier = rng.permutation(earlier)[: n_copies // 2]
+        for i, j in enumerate(local.tolist()):
+            if i < earlier.size:
+                previous[2][earlier[i]] = False
+                sources.append((previous[0] + int(earlier[i]), previous[1][earlier[i]]))
+            else:
+                free[j] = False
+                sources.append((begin + j, texts[j]))
+        copy_of = [""] * rows
+        jaccard: list[float | None] = [None] * rows
+        how: list[str | None] = [None] * rows
+        for copy, (source, text) in zip(copies.tolist(), sources, strict=True):
+            texts[copy], how[copy] = perturb(text, prng, vocab)
+            a, b = python_shingles(text), python_shingles(texts[copy])
+            copy_of[copy], jaccard[copy] = f"d{source:010d}", len(a & b) / len(a | b)
+        ids = [f"d{begin + i:010d}" for i in range(rows)]
+        name = f"part-{begin // SHARD_ROWS:05d}.parquet"
+        pl.DataFrame(
+            {"id": ids, "copy_of": copy_of, "true_jaccard": jaccard, "perturbation": how},
+            schema={"id": pl.String, "copy_of": pl.String, "true_jaccard": pl.Float64, "perturbation": pl.String},
+        ).write_parquet(out / "planted" / name)
         frame = pl.DataFrame(
-            {
-                "id": ids[start:stop],
-                "source": ["scale"] * (stop - start),
-                "source_id": ids[start:stop],
-                "kind": [KIND_TEXT] * (stop - start),
-                "text": texts[start:stop],
-            }
+            {"id": ids, "source": ["scale"] * rows, "source_id": ids, "kind": [KIND_TEXT] * rows, "text": texts}
         )
-        conform(frame).write_parquet(out / "shards" / f"part-{start // SHARD_ROWS:05d}.parquet")
-    print(json.dumps({"docs": docs, "bytes": sum(len(t.encode()) for t in texts), "pool": len(pool)}))
+        conform(frame).write_parquet(out / "shards" / name)
+        total_bytes += sum(len(t.encode()) for t in texts)
+        previous = (begin, texts, free)
+    print(json.dumps({"docs": docs, "bytes": total_bytes, "pool": len(pool)}))
 
 
 def dedup_child(folder: str) -> None:
@@ -225,7 +240,7 @@ def one_size(docs: int, folder: Path, compare: bool) -> tuple[dict, dict]:
         f"{docs:,} documents ({made['bytes'] / 1e6:.0f} MB of text, {made['pool']:,} sentences) in {made_seconds:.0f} s"
     )
     done, seconds, rss = measured([*me, "dedup", str(folder)])
-    planted = pl.read_parquet(folder / "planted.parquet")
+    planted = pl.read_parquet(folder / "planted" / "*.parquet")
     clusters = pl.concat([pl.read_parquet(s["annotations"], columns=["id", "cluster_id"]) for s in done["outputs"]])
     found = score(planted, clusters, *NearDedupParams().banding())
     checks = {"records_add_up": done["n_in"] == done["kept"] + done["rejected"] == docs}
