@@ -8,7 +8,7 @@ with a done marker written after its files (all writes atomic), so a killed run 
 the shard or partition it was on and a temp file left by a kill is removed and redone:
 
 1. ``sign`` (per shard): shingles and signatures (:func:`~curate.dedup.near.sign_texts`);
-   signatures to a memory-mappable ``.npy``; shingle counts and the keep policy's value;
+   signatures to ``.npy`` (rows read back with ``pread``); shingle counts and the keep value;
    the full-signature key and the band keys hash-partitioned into P partition files.
 2. ``nodes`` (per partition of full keys): records with identical signatures become one node,
    numbered by its first record (the in-memory node order is first-appearance order).
@@ -17,7 +17,7 @@ the shard or partition it was on and a temp file left by a kill is removed and r
 4. ``estimates`` (per pair partition): distinct pairs, the signature estimate, and the
    pre-filter (``threshold - ESTIMATE_MARGIN`` for exact verification).
 5. ``shingles`` (per shard): only the records that can end up in a cluster are re-shingled
-   (sorted distinct hashes, memory-mappable), with their ids.
+   (sorted distinct hashes to ``.npy``), with their ids.
 6. ``verify`` (per pair partition): exact Jaccard of the surviving pairs.
 7. clustering in memory over the edges alone (leaders best first, as in-memory).
 8. ``output`` (per shard): kept records, rejects and annotations as Parquet.
