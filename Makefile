@@ -46,7 +46,7 @@ serve: $(STAMP)
 # Benchmarks `make bench` runs, each with --quick (small inputs, one round: a few minutes in all);
 # tests/test_benchmarks.py reads this list. `make bench BENCH_FLAGS=` runs the full measurements.
 # quality and train join the list once they have a --quick mode (issues 15 and 16).
-BENCHMARKS := ingest dedup embed self_instruct judge flow
+BENCHMARKS := ingest dedup dedup_scale embed self_instruct judge flow
 BENCH_FLAGS ?= --quick
 
 bench: $(STAMP)

@@ -29,9 +29,8 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   the defaults were chosen on), and ``planted_heldout_*`` on a planted set built here from Alpaca
   outputs (a corpus the defaults never saw): word swaps, deletions, insertions and substitutions
   at graded rates, true Jaccard computed on the same shingles.
-* with ``--scale``: a generated corpus of short documents with planted near-duplicates
-  (1,000,000 by default) in a child process: ``scale_docs``, ``scale_seconds``,
-  ``scale_peak_rss_mb``, and the same at a quarter of the size to show memory growing linearly.
+* ``--scale`` runs ``benchmarks/dedup_scale.py`` instead (the out-of-core stage on a generated
+  real-text corpus with planted near-duplicates, ``--docs`` of them, 1,000,000 by default).
 
 ``--quick``: 3,000 records for the speed parts, one round, a 300-source held-out set, no scale,
 no compile timing.
@@ -505,6 +504,10 @@ def main() -> None:
     parser.add_argument("--child", choices=["signatures", "rensa", "compile", "datasketch", "scale"])
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scale and not args.child:  # the scale run is its own benchmark now
+        from benchmarks.dedup_scale import main as scale_main
+
+        return scale_main([*(["--quick"] if args.quick else []), "--docs", str(args.docs)])
     if args.child == "signatures":
         return signature_child(args.limit, args.rounds)
     if args.child == "rensa":

@@ -134,9 +134,34 @@ def main_selection(writer: RunWriter, records, spec, score_spec, labels: str | N
     return writer.add(result)
 
 
-def clean(writer: RunWriter, sources, options, exact, near, near_index, steps, clock, dask, shard_rows: int):
+@task(cache_policy=NONE, persist_result=False)
+def near_dedup_out_of_core(writer: RunWriter, records, params: NearDedupParams, shard_rows: int):
+    """Near dedup through a work folder in the run's checkpoints (same result, bounded memory;
+    a killed run resumes there, and the folder goes when the run commits)."""
+    from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core
+
+    work = writer.run.root / ".checkpoints" / "near_dup"
+    done = near_duplicates_out_of_core(frame_shards(records, shard_rows), work, params, restart=True)
+    get_run_logger().info("near_dup (out of core): %s", done.stats)
+    return writer.add(done.to_stage_result())
+
+
+def clean(
+    writer: RunWriter,
+    sources,
+    options,
+    exact,
+    near,
+    near_index,
+    steps,
+    clock,
+    dask,
+    shard_rows: int,
+    near_out_of_core_above: int | None = None,
+):
     """Ingest, exact dedup, near dedup and the recipe's filters, each skipped when a resumed run did it;
-    per-shard work on local threads or a Dask cluster. Shared by the curate-alpaca and curate-pretrain flows."""
+    per-shard work on local threads or a Dask cluster. Shared by the curate-alpaca and curate-pretrain flows.
+    Near dedup runs out of core above ``near_out_of_core_above`` records (never when None or with an index)."""
     with clock("ingest"):
         records = ingest(writer, sources, options)
     with task_runner(dask) as runner:
@@ -145,8 +170,12 @@ def clean(writer: RunWriter, sources, options, exact, near, near_index, steps, c
                 records = exact_dedup(writer, records, exact)
         if not writer.skip("near_dup"):
             with clock("near_dup"):
-                signed = sign_shards(runner, records, near, shard_rows)
-                records = near_dedup(writer, records, near, near_index, signed)
+                above = near_out_of_core_above
+                if above is not None and near_index is None and records.height > above:
+                    records = near_dedup_out_of_core(writer, records, near, shard_rows)
+                else:
+                    signed = sign_shards(runner, records, near, shard_rows)
+                    records = near_dedup(writer, records, near, near_index, signed)
         for step in steps:
             name = step.name or step.use
             if not writer.skip(name):

@@ -45,11 +45,14 @@ def curate_pretrain(
     dask: str | None = None,
     shard_rows: int = 100_000,
     overwrite: bool = False,
+    near_out_of_core_above: int | None = 1_000_000,
 ) -> dict[str, Any]:
     """Curate pretraining text; returns the run's record counts, where it is and stage seconds.
 
     ``sources``: files, folders of shards or registry names. ``text_field`` reads that field of
     JSONL/Parquet rows as the text; ``delimiter`` splits plain-text files on lines equal to it.
+    Near dedup runs out of core (same result, bounded memory) above ``near_out_of_core_above``
+    records (None: never).
     """
     spec = load_recipe(recipe or DEFAULT_RECIPE)
     options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
@@ -75,7 +78,19 @@ def curate_pretrain(
     writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
     clock = StageClock()
     try:
-        records = clean(writer, sources, options, exact, near, near_index, spec.filters, clock, dask, shard_rows)
+        records = clean(
+            writer,
+            sources,
+            options,
+            exact,
+            near,
+            near_index,
+            spec.filters,
+            clock,
+            dask,
+            shard_rows,
+            near_out_of_core_above,
+        )
         with clock("export"):
             manifest = export(writer, records)
     except UpToDate:

@@ -11,6 +11,14 @@ def _near_params(args: argparse.Namespace, spec):
     return spec.params(**{name: getattr(args, name, None) for name in spec.model_dump()})
 
 
+def use_out_of_core(records: int, force: bool | None, above: int, index: str | None) -> bool:
+    """The out-of-core path when forced, or (with no index, which only the in-memory path reads)
+    for more than ``above`` records; both give the same result."""
+    if force is not None:
+        return force
+    return index is None and records > above
+
+
 def cmd_dedup(args: argparse.Namespace) -> None:
     from curate.dedup.exact import ExactDedupParams, exact_duplicates
     from curate.recipes.recipe import DedupSpec, ExactSpec, NearSpec, load_recipe
@@ -52,12 +60,24 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         from curate.dedup.index import open_index
         from curate.dedup.near import add_to_index, near_duplicates
 
-        index = open_index(index_location, near) if index_location else None
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
-        result = near_duplicates(records, near, index=index, scores=scores)
-        records = writer.add(result)
-        if index is not None:
-            add_to_index(index, result)
+        if use_out_of_core(records.height, args.out_of_core, args.out_of_core_above, index_location):
+            from pathlib import Path
+
+            from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core
+
+            work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
+            shards = frame_shards(records, args.ooc_shard_rows)
+            done_ooc = near_duplicates_out_of_core(
+                shards, work, near, args.partitions, scores, index_location, restart=not args.work_dir
+            )
+            records = writer.add(done_ooc.to_stage_result())
+        else:
+            index = open_index(index_location, near) if index_location else None
+            result = near_duplicates(records, near, index=index, scores=scores)
+            records = writer.add(result)
+            if index is not None:
+                add_to_index(index, result)
     done(writer.finish(records), args.out)
 
 
@@ -84,4 +104,24 @@ def register(sub) -> None:
     g.add_argument("--keep", help="representative: first, longest or score:COLUMN (first)")
     g.add_argument("--max-shingles", type=int, help="shingles per text at most (100000)")
     g.add_argument("--index", help="incremental index: a folder, or redis://HOST:PORT/DB?basename=NAME")
+    g = p.add_argument_group("near, out of core (same result, bounded memory)")
+    g.add_argument(
+        "--out-of-core",
+        dest="out_of_core",
+        action="store_const",
+        const=True,
+        default=None,
+        help="near dedup through a work folder on disk (default: above --out-of-core-above records)",
+    )
+    g.add_argument("--in-memory", dest="out_of_core", action="store_const", const=False, help="near dedup in memory")
+    g.add_argument(
+        "--out-of-core-above",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="records above which near dedup runs out of core (1000000)",
+    )
+    g.add_argument("--work-dir", help="out-of-core work folder; rerun with it to resume (default OUT/.checkpoints)")
+    g.add_argument("--partitions", type=int, default=16, help="out-of-core hash partitions of the LSH keys (16)")
+    g.add_argument("--ooc-shard-rows", type=int, default=100_000, help="records per out-of-core shard (100000)")
     finish_stage_parser(p)

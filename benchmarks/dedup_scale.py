@@ -1,0 +1,323 @@
+"""Benchmark: out-of-core near dedup at pretraining scale (``python benchmarks/dedup.py --scale`` too).
+
+A generated corpus of real-text documents: each is 8 to 14 sentences drawn (seeded) from the
+shared texts (Alpaca instructions and outputs, LIMA responses, the social posts), about 1 KB;
+10 % of the documents are planted near-copies of another one (word swaps, deletions,
+insertions or substitutions at graded rates, or an exact copy, as the held-out planted set of
+``benchmarks/dedup.py``), each with its true word 5-gram Jaccard. At N/10 and N documents
+(``--docs``, 1,000,000 by default) it writes the corpus as Parquet shards (untimed, in its own
+process), then runs :func:`curate.dedup.out_of_core.near_duplicates_out_of_core` in a fresh
+child whose wall time and peak RSS (the child and anything it starts: ``os.wait4``'s rusage)
+are the figures, and scores the clusters against the planted pairs.
+
+Check ``identical_to_in_memory``: on the small size, the in-memory stage (another child) gives
+the same kept ids, rejects and annotations; ``records_add_up``: in = kept + rejected.
+The last line is one JSON object (``targets.finish``): ``scale_docs``, ``scale_seconds``,
+``scale_peak_rss_mb``, ``scale_recall_j08``, ``scale_false_merge_rate`` (the largest size),
+the same with ``scale_small_``, ``scale_time_growth`` and ``targets``.
+
+``--quick``: 3,000 and 300 documents (seconds; what the test runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unicodedata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import child_env, log, machine  # noqa: E402
+from benchmarks.targets import finish, target  # noqa: E402
+
+SHARD_ROWS = 50_000  # also the generator's unit: --quick's 300 and 3,000 are one shard each
+PARTITIONS = 16
+COPY_SHARE = 0.1
+
+
+def python_shingles(text: str, n: int = 5) -> set[str]:
+    tokens = unicodedata.normalize("NFKC", text).lower().split()
+    if len(tokens) < n:
+        return {" ".join(tokens)} if tokens else set()
+    return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def sentence_pool() -> list[str]:
+    """Distinct real sentences (5 to 60 words) from the shared texts, in a fixed order."""
+    from curate.io import catalog
+
+    def path(name: str) -> Path:
+        return Path(catalog.resolve(catalog.lookup(name)))
+
+    texts: list[str] = []
+    for row in json.loads(path("alpaca").read_text()):
+        texts += [row["instruction"], row["output"]]
+    for line in path("lima").open():
+        texts += json.loads(line)["conversations"]
+    texts += path("social-posts").read_text().split("\n------\n")
+    split = re.compile(r"(?<=[.!?])\s+|\n+")
+    seen: dict[str, None] = {}
+    for text in texts:
+        for sentence in split.split(text):
+            sentence = " ".join(sentence.split())
+            if 5 <= len(sentence.split()) <= 60:
+                seen.setdefault(sentence, None)
+    return list(seen)
+
+
+def perturb(text: str, rng: random.Random, vocab: list[str]) -> tuple[str, str]:
+    """A near-copy and how it was made (as benchmarks/dedup.py's held-out planted set)."""
+    kind = rng.choice(["swap", "delete", "insert", "substitute", "exact"])
+    if kind == "exact":
+        return text, "exact"
+    rate = rng.choice([0.01, 0.03, 0.06, 0.1, 0.2])
+    words = text.split()
+    for _ in range(max(1, round(rate * len(words)))):
+        at = rng.randrange(len(words))
+        if kind == "swap" and len(words) > 1:
+            other = rng.randrange(len(words))
+            words[at], words[other] = words[other], words[at]
+        elif kind == "delete" and len(words) > 6:
+            del words[at]
+        elif kind == "insert":
+            words.insert(at, rng.choice(vocab))
+        else:
+            words[at] = rng.choice(vocab)
+    return " ".join(words), f"{kind}:{rate}"
+
+
+def generate_child(docs: int, folder: str) -> None:
+    """Write ``docs`` documents as Parquet shards and the planted pairs (``planted/``), a shard
+    at a time (only two shards' texts in memory, so 10M documents generate in bounded memory).
+    Half of a shard's copies are of documents of the shard before it, so pairs cross shards."""
+    import numpy as np
+    import polars as pl
+
+    from curate.records.schema import KIND_TEXT, conform
+
+    pool = sentence_pool()
+    vocab = sorted({w for s in pool[:5000] for w in s.split()})
+    rng = np.random.default_rng(docs)
+    prng = random.Random(docs)
+    out = Path(folder)
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    (out / "planted").mkdir(parents=True, exist_ok=True)
+    previous: tuple[int, list[str], np.ndarray] | None = None  # start, texts, still free to be a source
+    total_bytes = 0
+    for begin in range(0, docs, SHARD_ROWS):
+        rows = min(SHARD_ROWS, docs - begin)
+        counts = rng.integers(8, 15, rows)
+        picks = rng.integers(0, len(pool), int(counts.sum()))
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        texts = [" ".join(pool[j] for j in picks[bounds[i] : bounds[i + 1]]) for i in range(rows)]
+        order = rng.permutation(rows)
+        n_copies = int(rows * COPY_SHARE)
+        copies = order[:n_copies]
+        free = np.ones(rows, dtype=bool)
+        free[copies] = False
+        sources: list[tuple[int, str]] = []  # (global number, text)
+        local = order[n_copies : 2 * n_copies]
+        earlier = np.flatnonzero(previous[2]) if previous is not None else np.zeros(0, dtype=np.int64)
+        earlier = rng.permutation(earlier)[: n_copies // 2]
+        for i, j in enumerate(local.tolist()):
+            if i < earlier.size:
+                previous[2][earlier[i]] = False
+                sources.append((previous[0] + int(earlier[i]), previous[1][earlier[i]]))
+            else:
+                free[j] = False
+                sources.append((begin + j, texts[j]))
+        copy_of = [""] * rows
+        jaccard: list[float | None] = [None] * rows
+        how: list[str | None] = [None] * rows
+        for copy, (source, text) in zip(copies.tolist(), sources, strict=True):
+            texts[copy], how[copy] = perturb(text, prng, vocab)
+            a, b = python_shingles(text), python_shingles(texts[copy])
+            copy_of[copy], jaccard[copy] = f"d{source:010d}", len(a & b) / len(a | b)
+        ids = [f"d{begin + i:010d}" for i in range(rows)]
+        name = f"part-{begin // SHARD_ROWS:05d}.parquet"
+        pl.DataFrame(
+            {"id": ids, "copy_of": copy_of, "true_jaccard": jaccard, "perturbation": how},
+            schema={"id": pl.String, "copy_of": pl.String, "true_jaccard": pl.Float64, "perturbation": pl.String},
+        ).write_parquet(out / "planted" / name)
+        frame = pl.DataFrame(
+            {"id": ids, "source": ["scale"] * rows, "source_id": ids, "kind": [KIND_TEXT] * rows, "text": texts}
+        )
+        conform(frame).write_parquet(out / "shards" / name)
+        total_bytes += sum(len(t.encode()) for t in texts)
+        previous = (begin, texts, free)
+    print(json.dumps({"docs": docs, "bytes": total_bytes, "pool": len(pool)}))
+
+
+def dedup_child(folder: str) -> None:
+    """The out-of-core stage over the shards (the measured process)."""
+    from curate.dedup.out_of_core import near_duplicates_out_of_core
+
+    out = Path(folder)
+    shards = sorted((out / "shards").glob("part-*.parquet"))
+    start = time.perf_counter()
+    done = near_duplicates_out_of_core(shards, out / "work", partitions=PARTITIONS)
+    seconds = time.perf_counter() - start
+    outputs = [{k: str(v) for k, v in s.items()} for s in done.shards]
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "n_in": done.n_in,
+                "kept": done.kept,
+                "rejected": done.rejected,
+                "outputs": outputs,
+                "stats": done.stats,
+            },
+            default=str,
+        )
+    )
+
+
+def memory_child(folder: str) -> None:
+    """The in-memory stage over the same records; writes its kept ids, rejects and annotations."""
+    import polars as pl
+
+    from curate.dedup.near import near_duplicates
+
+    out = Path(folder)
+    records = pl.concat([pl.read_parquet(p) for p in sorted((out / "shards").glob("part-*.parquet"))])
+    result = near_duplicates(records)
+    (out / "memory").mkdir(exist_ok=True)
+    result.kept.select("id").write_parquet(out / "memory" / "kept.parquet")
+    result.rejects.write_parquet(out / "memory" / "rejects.parquet")
+    result.annotations.write_parquet(out / "memory" / "annotations.parquet")
+    print(json.dumps({"rejected": result.rejects.height}))
+
+
+def measured(command: list[str]) -> tuple[dict, float, float]:
+    """Run a child printing one JSON line last: (its answer, wall seconds, peak RSS MB of its tree)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=child_env(), cwd=ROOT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        stdout.seek(0)
+        stderr.seek(0)
+        if child.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{stderr.read()[-4000:]}")
+        answer = json.loads(stdout.read().strip().splitlines()[-1])
+    return answer, seconds, usage.ru_maxrss / 1024
+
+
+def same_as_memory(folder: Path, outputs: list[dict]) -> bool:
+    import polars as pl
+
+    annotations = pl.concat([pl.read_parquet(s["annotations"]) for s in outputs])
+    rejects = pl.concat([pl.read_parquet(s["rejects"]) for s in outputs])
+    kept = pl.concat([pl.read_parquet(s["kept"], columns=["id"]) for s in outputs])
+    memory = folder / "memory"
+    return (
+        annotations.equals(pl.read_parquet(memory / "annotations.parquet"))
+        and rejects.equals(pl.read_parquet(memory / "rejects.parquet"))
+        and kept.equals(pl.read_parquet(memory / "kept.parquet"))
+    )
+
+
+def one_size(docs: int, folder: Path, compare: bool) -> tuple[dict, dict]:
+    import polars as pl
+
+    from curate.dedup.near import NearDedupParams
+    from curate.dedup.planted import score
+
+    me = [sys.executable, __file__, "--child"]
+    made, made_seconds, _ = measured([*me, "generate", "--docs", str(docs), str(folder)])
+    log(
+        f"{docs:,} documents ({made['bytes'] / 1e6:.0f} MB of text, {made['pool']:,} sentences) in {made_seconds:.0f} s"
+    )
+    done, seconds, rss = measured([*me, "dedup", str(folder)])
+    planted = pl.read_parquet(folder / "planted" / "*.parquet")
+    clusters = pl.concat([pl.read_parquet(s["annotations"], columns=["id", "cluster_id"]) for s in done["outputs"]])
+    found = score(planted, clusters, *NearDedupParams().banding())
+    checks = {"records_add_up": done["n_in"] == done["kept"] + done["rejected"] == docs}
+    if compare:
+        measured([*me, "memory", str(folder)])
+        checks["identical_to_in_memory"] = same_as_memory(folder, done["outputs"])
+    log(
+        f"out of core, {docs:,} docs: {seconds:.1f} s, peak RSS {rss:.0f} MB, {done['rejected']:,} near-duplicates, "
+        f"recall@0.8 {found['recall_j08']}, false merges {found['false_merge_rate']}; checks {checks}"
+    )
+    figures = {
+        "docs": docs,
+        "text_mb": round(made["bytes"] / 1e6, 1),
+        "seconds": round(seconds, 2),
+        "stage_seconds": round(done["seconds"], 2),
+        "peak_rss_mb": round(rss, 1),
+        "rejected": done["rejected"],
+        "recall_j08": found["recall_j08"],
+        "false_merge_rate": found["false_merge_rate"],
+        "candidate_pairs": done["stats"]["candidate_pairs"],
+        "verified_edges": done["stats"]["verified_edges"],
+        "buckets": found["buckets"],
+    }
+    return figures, checks
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3,000 and 300 documents (seconds)")
+    parser.add_argument("--docs", type=int, default=1_000_000, help="documents at the largest size (1000000)")
+    parser.add_argument("--work", help="folder for the corpora and work folders (default: a temporary one)")
+    parser.add_argument("--child", choices=["generate", "dedup", "memory"])
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "generate":
+        return generate_child(args.docs, args.paths[0])
+    if args.child == "dedup":
+        return dedup_child(args.paths[0])
+    if args.child == "memory":
+        return memory_child(args.paths[0])
+    docs = 3000 if args.quick else args.docs
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        small, small_checks = one_size(docs // 10, Path(tmp) / "small", compare=True)
+        large, large_checks = one_size(docs, Path(tmp) / "large", compare=False)
+    growth = round(large["seconds"] / small["seconds"], 2)
+    figures = {
+        "benchmark": "out-of-core near dedup at scale",
+        "quick": args.quick,
+        "machine": machine(),
+        "scale_docs": large["docs"],
+        "scale_seconds": large["seconds"],
+        "scale_peak_rss_mb": large["peak_rss_mb"],
+        "scale_recall_j08": large["recall_j08"],
+        "scale_false_merge_rate": large["false_merge_rate"],
+        "scale_small_docs": small["docs"],
+        "scale_small_seconds": small["seconds"],
+        "scale_small_peak_rss_mb": small["peak_rss_mb"],
+        "scale_small_recall_j08": small["recall_j08"],
+        "scale_small_false_merge_rate": small["false_merge_rate"],
+        "scale_time_growth": growth,
+        "scale_runs": {"small": small, "large": large},
+        "scale_settings": {
+            "corpus": "8-14 real sentences per document from Alpaca, LIMA and the social posts; 10 % planted copies",
+            "stage": f"near_duplicates_out_of_core, defaults, {SHARD_ROWS:,}-record shards, {PARTITIONS} partitions",
+            "rss": "peak RSS of the stage's child process tree (os.wait4)",
+        },
+    }
+    targets = {
+        "scale_peak_rss_mb": target(large["peak_rss_mb"], "<", 3000),
+        "scale_recall_j08": target(large["recall_j08"], ">=", 0.99),
+        "scale_false_merge_rate": target(large["false_merge_rate"], "<=", 0.001),
+        "scale_small_recall_j08": target(small["recall_j08"], ">=", 0.99),
+        "scale_small_false_merge_rate": target(small["false_merge_rate"], "<=", 0.001),
+        "scale_time_growth": target(growth, "<=", 12),
+    }
+    finish(figures, targets, {**small_checks, **{f"large_{k}": v for k, v in large_checks.items()}})
+
+
+if __name__ == "__main__":
+    main()

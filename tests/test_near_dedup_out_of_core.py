@@ -1,0 +1,205 @@
+"""Out-of-core near dedup: the same kept records, rejects and annotations as the in-memory stage,
+resuming a killed run, and bad shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curate.dedup.near import NearDedupParams, near_duplicates
+from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core
+from curate.dedup.planted import planted_records
+from curate.errors import CurateError
+from curate.records.schema import KIND_TEXT, conform
+from curate.stages.result import StageResult
+from tests.conftest import ingested, run_cli
+
+SHARD_ROWS = 900
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir: Path) -> pl.DataFrame:
+    """Alpaca records, the planted-dedup-dev set, and a giant bucket (one text, 90 one-word
+    edits and 5 exact copies), shuffled so that duplicates fall in different shards."""
+    alpaca = ingested("alpaca").head(3000)
+    planted = planted_records(pl.read_parquet(data_dir / "dedup" / "planted_dev.parquet"))
+    base = max(alpaca["text"].to_list(), key=lambda t: (len(t.split()), t))
+    words = base.split()
+    giant = [base] * 5
+    for i in range(90):
+        edited = list(words)
+        edited[(i * 7) % len(edited)] = f"edit{i}"
+        giant.append(" ".join(edited))
+    ids = [f"g{i:03d}" for i in range(len(giant))]
+    extra = conform(
+        pl.DataFrame(
+            {"id": ids, "source": ["giant"] * len(ids), "source_id": ids, "kind": [KIND_TEXT] * len(ids)}
+        ).with_columns(pl.Series("text", giant))
+    )
+    frame = pl.concat([conform(alpaca), planted, extra], how="vertical_relaxed")
+    order = np.random.default_rng(7).permutation(frame.height)
+    return frame[order]
+
+
+def scores_of(frame: pl.DataFrame) -> pl.DataFrame:
+    rng = np.random.default_rng(3)
+    values = rng.random(frame.height)
+    values[rng.choice(frame.height, 50, replace=False)] = np.nan
+    return pl.DataFrame({"id": frame["id"], "quality": values}).with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0).then(None).otherwise(pl.col("quality")).alias("quality")
+    )
+
+
+def parquet_shards(frame: pl.DataFrame, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(frame_shards(frame, SHARD_ROWS)):
+        path = folder / f"part-{i:03d}.parquet"
+        part.write_parquet(path)
+        paths.append(path)
+    return paths
+
+
+def assert_identical(memory: StageResult, out_of_core: StageResult) -> None:
+    assert out_of_core.n_in == memory.n_in
+    out_of_core.check()
+    assert out_of_core.kept["id"].to_list() == memory.kept["id"].to_list()
+    assert out_of_core.kept.equals(memory.kept)
+    columns = ["id", "duplicate_of", "detail", "reason", "stage"]
+    assert out_of_core.rejects.select(columns).equals(memory.rejects.select(columns))
+    assert out_of_core.rejects.equals(memory.rejects)
+    assert out_of_core.annotations.equals(memory.annotations)
+
+    def without_ooc(stats: dict) -> dict:
+        return {k: v for k, v in stats.items() if k != "out_of_core"}
+
+    assert without_ooc(out_of_core.stats) == without_ooc(memory.stats)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "default-parquet",
+        "longest-cap8",
+        "score",
+        "estimate",
+    ],
+)
+def test_identical_to_in_memory(case: str, corpus: pl.DataFrame, tmp_path: Path) -> None:
+    scores = None
+    if case == "default-parquet":
+        params = NearDedupParams()
+    elif case == "longest-cap8":
+        params = NearDedupParams(threshold=0.7, keep="longest", max_partners=8)
+    elif case == "score":
+        params, scores = NearDedupParams(keep="score:quality"), scores_of(corpus)
+    else:
+        params = NearDedupParams(verify="estimate", threshold=0.75)
+    memory = near_duplicates(corpus, params, scores=scores)
+    shards = parquet_shards(corpus, tmp_path / "in") if case == "default-parquet" else frame_shards(corpus, SHARD_ROWS)
+    done = near_duplicates_out_of_core(shards, tmp_path / "work", params, PARTITIONS, scores)
+    assert done.n_in == done.kept + done.rejected == corpus.height
+    assert_identical(memory, done.to_stage_result())
+    # The cases are not trivial: many duplicates, and a bucket far beyond the partner cap.
+    assert memory.rejects.height > 150
+    assert memory.stats["largest_clusters"][0]["size"] > 64
+    assert done.stats["out_of_core"]["shards"] == -(-corpus.height // SHARD_ROWS)
+
+
+def test_resume_after_a_kill(corpus: pl.DataFrame, tmp_path: Path) -> None:
+    params = NearDedupParams()
+    shards = parquet_shards(corpus, tmp_path / "in")
+    work = tmp_path / "work"
+    first = near_duplicates_out_of_core(shards, work, params, PARTITIONS)
+    assert first.stats["out_of_core"]["ran"]["sign"] == len(shards)
+    expected = first.to_stage_result()
+    signed = {p: p.stat().st_mtime_ns for p in work.glob("sign/*/signatures.npy")}
+    assert len(signed) == len(shards)
+
+    # A kill in the candidates pass of partition 1 and while writing shard 2's output.
+    (work / "candidates" / "00001" / "DONE").unlink()
+    (work / "output" / "00002" / "DONE").unlink()
+    (work / "output" / "00002" / ".tmp-4242-kept.parquet").write_bytes(b"PAR1 half a file")
+    (work / "verify" / "00000" / ".tmp-4242-edges.ipc").write_bytes(b"half")
+    again = near_duplicates_out_of_core(shards, work, params, PARTITIONS)
+    assert again.stats["out_of_core"]["ran"] == {"candidates": 1, "output": 1}
+    assert {p: p.stat().st_mtime_ns for p in work.glob("sign/*/signatures.npy")} == signed
+    assert not list(work.rglob(".tmp-*"))
+    assert_identical(expected, again.to_stage_result())
+
+    # A shard that changed is signed again (only it), and the later passes are redone.
+    changed = pl.read_parquet(shards[1]).with_columns(pl.col("text").str.to_uppercase())
+    os.utime(shards[1], ns=(0, 0))
+    changed.write_parquet(shards[1])
+    third = near_duplicates_out_of_core(shards, work, params, PARTITIONS)
+    assert third.stats["out_of_core"]["ran"]["sign"] == 1
+    whole = pl.concat([pl.read_parquet(p) for p in shards])
+    assert_identical(near_duplicates(whole, params), third.to_stage_result())
+
+    other = NearDedupParams(threshold=0.7)
+    with pytest.raises(CurateError, match="other settings"):
+        near_duplicates_out_of_core(shards, work, other, PARTITIONS)
+    restarted = near_duplicates_out_of_core(shards, work, other, PARTITIONS, restart=True)
+    assert restarted.stats["out_of_core"]["ran"]["sign"] == len(shards)
+    assert_identical(near_duplicates(whole, other), restarted.to_stage_result())
+
+
+def test_bad_shards(corpus: pl.DataFrame, tmp_path: Path) -> None:
+    shards = parquet_shards(corpus.head(2000), tmp_path / "in")
+    shards[1].write_bytes(b"this is not a parquet file")
+    with pytest.raises(CurateError, match=re.escape(str(shards[1]))) as caught:
+        near_duplicates_out_of_core(shards, tmp_path / "work", NearDedupParams(), PARTITIONS)
+    assert "cannot read record shard" in str(caught.value)
+    no_text = tmp_path / "no_text.parquet"
+    corpus.head(10).drop("text").write_parquet(no_text)
+    with pytest.raises(CurateError, match=re.escape(str(no_text))):
+        near_duplicates_out_of_core([no_text], tmp_path / "work2", NearDedupParams(), PARTITIONS)
+    with pytest.raises(CurateError, match="index"):
+        near_duplicates_out_of_core([shards[0]], tmp_path / "work3", NearDedupParams(), PARTITIONS, index="x")
+    with pytest.raises(CurateError, match="at least one record shard"):
+        near_duplicates_out_of_core([], tmp_path / "work4", NearDedupParams(), PARTITIONS)
+
+
+def test_cli_out_of_core_equals_in_memory(tmp_path: Path) -> None:
+    common = ["dedup", "--exact", "--near", "social-posts", "--threshold", "0.7", "--quiet"]
+    run_cli(*common, "--out", str(tmp_path / "memory"), "--in-memory")
+    run_cli(*common, "--out", str(tmp_path / "forced"), "--out-of-core", "--ooc-shard-rows", "200", "--partitions", "3")
+    run_cli(*common, "--out", str(tmp_path / "auto"), "--out-of-core-above", "100", "--ooc-shard-rows", "300")
+    stages = {}
+    for name in ("memory", "forced", "auto"):
+        out = tmp_path / name
+        assert not (out / ".checkpoints").exists()
+        stages[name] = json.loads((out / "manifest.json").read_text())["stages"][-1]
+        for part in ("annotations", "rejects"):
+            frame = pl.read_parquet(out / part / "near_dup.parquet")
+            if name == "memory":
+                stages[f"memory-{part}"] = frame
+            else:
+                assert frame.equals(stages[f"memory-{part}"]), (name, part)
+    assert "out_of_core" not in stages["memory"]["stats"]
+    assert stages["forced"]["stats"]["out_of_core"]["partitions"] == 3
+    assert stages["auto"]["stats"]["out_of_core"]["shards"] > 1
+    assert stages["memory"]["rejected"] == stages["auto"]["rejected"] > 0
+
+
+def test_scale_benchmark_quick_passes_its_checks() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/dedup.py", "--scale", "--quick"], capture_output=True, text=True, cwd=root
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["checks"]["identical_to_in_memory"] and all(result["checks"].values())
+    assert result["scale_docs"] == 3000 and result["scale_peak_rss_mb"] > 0
+    assert {"scale_peak_rss_mb", "scale_recall_j08", "scale_false_merge_rate", "scale_time_growth"} <= set(
+        result["targets"]
+    )
