@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -436,64 +435,6 @@ def planted_quality(heldout_sources: int) -> dict:
     return out
 
 
-def scale_child(docs: int) -> None:
-    """Generate ``docs`` short documents (10 % planted near-copies) and run the stage."""
-    import numpy as np
-    import polars as pl
-
-    from curate.dedup.near import near_duplicates
-    from curate.records.schema import KIND_TEXT, conform
-
-    rng = np.random.default_rng(0)
-    vocab = np.array([f"w{i}" for i in range(50_000)])
-    lengths = rng.integers(20, 60, docs)
-    words = vocab[rng.zipf(1.3, lengths.sum()) % vocab.size]
-    texts = [" ".join(ws) for ws in np.split(words, np.cumsum(lengths)[:-1])]
-    copies = rng.choice(docs, docs // 10, replace=False)
-    for copy in copies:
-        source = int(rng.integers(0, docs))
-        tokens = texts[source].split()
-        tokens[int(rng.integers(0, len(tokens)))] = "edited"
-        texts[copy] = " ".join(tokens)
-    ids = [f"g{i:08d}" for i in range(docs)]
-    frame = conform(pl.DataFrame({"id": ids, "source_id": ids, "kind": [KIND_TEXT] * docs, "text": texts}))
-    del texts, words
-    start = time.perf_counter()
-    result = near_duplicates(frame)
-    seconds = time.perf_counter() - start
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "docs": docs,
-                "seconds": seconds,
-                "rss_mb": rss,
-                "rejected": result.rejects.height,
-                "largest_cluster": int(result.annotations["cluster_size"].max()),
-            }
-        )
-    )
-
-
-def scale(docs: int) -> dict:
-    out = {}
-    for n, key in ((docs // 4, "quarter"), (docs, "full")):
-        out[key] = run_json([sys.executable, __file__, "--child", "scale", "--docs", str(n)])
-        log(
-            f"scale {n:,} docs: {out[key]['seconds']:.1f} s, peak RSS {out[key]['rss_mb']:.0f} MB, "
-            f"{out[key]['rejected']:,} near-duplicates"
-        )
-    return {
-        "scale_docs": docs,
-        "scale_seconds": round(out["full"]["seconds"], 2),
-        "scale_peak_rss_mb": round(out["full"]["rss_mb"], 1),
-        "scale_quarter_docs": docs // 4,
-        "scale_quarter_peak_rss_mb": round(out["quarter"]["rss_mb"], 1),
-        "scale_rejected": out["full"]["rejected"],
-        "scale_largest_cluster": out["full"]["largest_cluster"],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, one round (the CI check)")
@@ -501,7 +442,7 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="also run the generated large corpus")
     parser.add_argument("--docs", type=int, default=1_000_000, help="documents in the scale run")
     parser.add_argument("--limit", type=int, help="first N Alpaca records in the speed parts (default all)")
-    parser.add_argument("--child", choices=["signatures", "rensa", "compile", "datasketch", "scale"])
+    parser.add_argument("--child", choices=["signatures", "rensa", "compile", "datasketch"])
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scale and not args.child:  # the scale run is its own benchmark now
@@ -516,8 +457,6 @@ def main() -> None:
         return compile_child()
     if args.child == "datasketch":
         return datasketch_child(*args.paths)
-    if args.child == "scale":
-        return scale_child(args.docs)
     limit = 3000 if args.quick else args.limit
     rounds = 1 if args.quick else args.rounds
     figures: dict = {"benchmark": "minhash near-dedup", "quick": args.quick, "machine": machine()}
@@ -528,8 +467,6 @@ def main() -> None:
     if not args.quick:
         figures.update(compile_time())
     checks.update(rensa_checks | stage_checks)
-    if args.scale and not args.quick:
-        figures.update(scale(args.docs))
     targets = {
         "signature_speedup_vs_datasketch": target(figures["signature_speedup_vs_datasketch"], ">=", 3),
         "signing_vs_rensa": target(figures["signing_vs_rensa"], ">=", 2),
@@ -539,8 +476,6 @@ def main() -> None:
         "planted_heldout_recall_j08": target(figures["planted_heldout_recall_j08"], ">=", 0.95),
         "planted_heldout_false_merge_rate": target(figures["planted_heldout_false_merge_rate"], "<=", 0.01),
     }
-    if "scale_peak_rss_mb" in figures:
-        targets["scale_peak_rss_mb"] = target(figures["scale_peak_rss_mb"], "<", 4096)
     finish(figures, targets, checks)
 
 
