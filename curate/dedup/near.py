@@ -130,19 +130,25 @@ def sign_texts(texts: pl.Series, params: NearDedupParams) -> tuple[Shingles, np.
     return Shingles(all_hashes, np.concatenate(offsets)), sigs
 
 
+def keep_values(records: pl.DataFrame, keep: str, scores: pl.DataFrame | None) -> pl.Series | None:
+    """What the keep policy ranks records by, higher first (None for ``first``: input order)."""
+    if keep == "first":
+        return None
+    if keep == "longest":
+        return records[TEXT].str.len_chars().fill_null(0).cast(pl.Float64).alias("v")
+    column = keep.split(":", 1)[1]
+    if scores is None or column not in scores.columns:
+        raise CurateError(f"--keep {keep}: no annotation column {column!r} for these records")
+    values = records.select(ID).join(scores.select(ID, column), on=ID, how="left", maintain_order="left")
+    return values[column].cast(pl.Float64).alias("v")
+
+
 def _priority(records: pl.DataFrame, keep: str, scores: pl.DataFrame | None) -> np.ndarray:
     """Rank of each record under the keep policy (0 = kept first); ties by input order."""
-    order = pl.DataFrame({"i": np.arange(records.height)})
-    if keep == "first":
+    values = keep_values(records, keep, scores)
+    if values is None:
         return np.arange(records.height)
-    if keep == "longest":
-        order = order.with_columns(records[TEXT].str.len_chars().fill_null(0).alias("v"))
-    else:
-        column = keep.split(":", 1)[1]
-        if scores is None or column not in scores.columns:
-            raise CurateError(f"--keep {keep}: no annotation column {column!r} for these records")
-        values = records.select(ID).join(scores.select(ID, column), on=ID, how="left", maintain_order="left")
-        order = order.with_columns(values[column].cast(pl.Float64).alias("v"))
+    order = pl.DataFrame({"i": np.arange(records.height), "v": values})
     ranked = order.sort(["v", "i"], descending=[True, False], nulls_last=True)["i"].to_numpy()
     rank = np.empty(records.height, dtype=np.int64)
     rank[ranked] = np.arange(records.height)
@@ -164,14 +170,20 @@ class _SortedShingles:
         return found
 
     def jaccard(self, left: int, right: int) -> float:
-        a, b = self[left], self[right]
-        if a.size == 0 or b.size == 0:
-            return 0.0
-        inter = np.intersect1d(a, b, assume_unique=True).size
-        return inter / (a.size + b.size - inter)
+        return sorted_set_jaccard(self[left], self[right])
 
 
-def _keys(sigs: np.ndarray, rows_of: np.ndarray, bands: int, rows: int, chunk: int = 65_536) -> np.ndarray:
+def sorted_set_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard of two sets given as sorted arrays of distinct values (0 when either is empty)."""
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    return inter / (a.size + b.size - inter)
+
+
+def signature_band_keys(
+    sigs: np.ndarray, rows_of: np.ndarray, bands: int, rows: int, chunk: int = 65_536
+) -> np.ndarray:
     """Band keys of the signature rows ``rows_of``, a chunk at a time (no full copy)."""
     keys = np.empty((rows_of.size, bands), dtype=np.uint64)
     for start in range(0, rows_of.size, chunk):
@@ -214,7 +226,7 @@ def near_duplicates(
     # Nodes: one per distinct signature among texts with shingles (identical signatures are
     # certain near-copies); index entries, when there is an index, are nodes 0..n_prior-1.
     has = np.flatnonzero(counts > 0)
-    full_key = _keys(sigs, has, 1, params.num_perm)[:, 0]
+    full_key = signature_band_keys(sigs, has, 1, params.num_perm)[:, 0]
     docs = pl.DataFrame({"doc": has, "key": full_key, "rank": rank[has]})
     nodes = (
         docs.group_by("key", maintain_order=True)
@@ -243,7 +255,8 @@ def near_duplicates(
         out[~from_prior] = sigs[node_first[which[~from_prior] - n_prior]]
         return out
 
-    pairs = candidate_pairs(_keys(sigs, node_first, bands, rows), np.arange(node_first.size), params.max_partners)
+    keys = signature_band_keys(sigs, node_first, bands, rows)
+    pairs = candidate_pairs(keys, np.arange(node_first.size), params.max_partners)
     if n_prior:
         pairs = np.concatenate([prior_pairs[:, ::-1] + np.array([0, n_prior]), pairs + n_prior])
     estimate = np.zeros(len(pairs))

@@ -39,9 +39,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.dedup.lsh import band_keys
 from curate.dedup.minhash import estimated_jaccard, shingle
-from curate.dedup.near import ESTIMATE_MARGIN, REASON, STAGE, NearDedupParams, sign_texts
+from curate.dedup.near import (
+    ESTIMATE_MARGIN,
+    REASON,
+    STAGE,
+    NearDedupParams,
+    keep_values,
+    sign_texts,
+    signature_band_keys,
+    sorted_set_jaccard,
+)
 from curate.errors import CurateError
 from curate.io.atomic import atomic_path, clean_partial, write_json
 from curate.records.schema import ID, SOURCE_ID, TEXT, duplicate_rejects
@@ -136,26 +144,6 @@ def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
     return frame
 
 
-def _keys(sigs: np.ndarray, rows_of: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    keys = np.empty((rows_of.size, bands), dtype=np.uint64)
-    for start in range(0, rows_of.size, _CHUNK):
-        keys[start : start + _CHUNK] = band_keys(sigs[rows_of[start : start + _CHUNK]], bands, rows)
-    return keys
-
-
-def _keep_values(frame: pl.DataFrame, keep: str, scores: pl.DataFrame | None) -> pl.Series | None:
-    """The value the keep policy ranks by (None for ``first``), as :func:`near._priority` computes it."""
-    if keep == "first":
-        return None
-    if keep == "longest":
-        return frame[TEXT].str.len_chars().fill_null(0).cast(pl.Float64).alias("v")
-    column = keep.split(":", 1)[1]
-    if scores is None or column not in scores.columns:
-        raise CurateError(f"--keep {keep}: no annotation column {column!r} for these records")
-    values = frame.select(ID).join(scores.select(ID, column), on=ID, how="left", maintain_order="left")
-    return values[column].cast(pl.Float64).alias("v")
-
-
 class _NpyFile:
     """Rows of a ``.npy`` file read with ``pread``: the pages a memory map touches would count
     in the process's RSS (random rows pull in whole read-ahead windows), these reads do not."""
@@ -245,11 +233,7 @@ class _ShingleStore:
             file.close()
 
     def jaccard(self, left: int, right: int) -> float:
-        a, b = self[left], self[right]
-        if a.size == 0 or b.size == 0:
-            return 0.0
-        inter = np.intersect1d(a, b, assume_unique=True).size
-        return inter / (a.size + b.size - inter)
+        return sorted_set_jaccard(self[left], self[right])
 
     def ids(self, docs: np.ndarray) -> dict[int, str]:
         """Ids of these (re-shingled) records."""
@@ -359,18 +343,18 @@ class OutOfCoreNearDedup:
         del shingles
         _write_npy(folder / "signatures.npy", sigs)
         meta = pl.DataFrame({"count": counts.astype(np.int64)})
-        values = _keep_values(frame, self.params.keep, self.scores)
+        values = keep_values(frame, self.params.keep, self.scores)
         if values is not None:
             meta = meta.with_columns(values)
         _write_ipc(folder / "meta.ipc", meta)
         has = np.flatnonzero(counts > 0)
         docs = has.astype(np.int64) + start
-        full = _keys(sigs, has, 1, self.params.num_perm)[:, 0]
+        full = signature_band_keys(sigs, has, 1, self.params.num_perm, _CHUNK)[:, 0]
         parts = (full % np.uint64(self.partitions)).astype(np.int64)
         for p in range(self.partitions):
             sel = parts == p
             _write_ipc(folder / f"full-{p}.ipc", pl.DataFrame({"key": full[sel], "doc": docs[sel]}, _FULL_SCHEMA))
-        keys = _keys(sigs, has, self.bands, self.rows)
+        keys = signature_band_keys(sigs, has, self.bands, self.rows, _CHUNK)
         del sigs
         band = np.broadcast_to(np.arange(self.bands, dtype=np.uint8), keys.shape).ravel()
         doc = np.repeat(docs, self.bands)
@@ -715,6 +699,15 @@ def near_duplicates_out_of_core(
     if index is not None:
         raise CurateError("the out-of-core near dedup takes no --index; use the in-memory path with an index")
     return OutOfCoreNearDedup(work_dir, params, partitions, scores, restart).run(shards)
+
+
+def use_out_of_core(records: int, above: int | None, index: Any = None, force: bool | None = None) -> bool:
+    """Whether near dedup of ``records`` records goes out of core: when ``force`` says so, else above
+    ``above`` records (never when ``above`` is None) and only without an index, which only the
+    in-memory path reads. Both paths give the same result."""
+    if force is not None:
+        return force
+    return above is not None and index is None and records > above
 
 
 def frame_shards(records: pl.DataFrame, rows: int) -> Iterator[pl.DataFrame]:
