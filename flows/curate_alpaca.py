@@ -21,6 +21,7 @@ from prefect.cache_policies import NONE
 from curate.dedup.exact import ExactDedupParams, exact_duplicates
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams, add_to_index, near_duplicates
+from curate.dedup.out_of_core import use_out_of_core
 from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
@@ -170,8 +171,7 @@ def clean(
                 records = exact_dedup(writer, records, exact)
         if not writer.skip("near_dup"):
             with clock("near_dup"):
-                above = near_out_of_core_above
-                if above is not None and near_index is None and records.height > above:
+                if use_out_of_core(records.height, near_out_of_core_above, near_index):
                     records = near_dedup_out_of_core(writer, records, near, shard_rows)
                 else:
                     signed = sign_shards(runner, records, near, shard_rows)

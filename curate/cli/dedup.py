@@ -11,14 +11,6 @@ def _near_params(args: argparse.Namespace, spec):
     return spec.params(**{name: getattr(args, name, None) for name in spec.model_dump()})
 
 
-def use_out_of_core(records: int, force: bool | None, above: int, index: str | None) -> bool:
-    """The out-of-core path when forced, or (with no index, which only the in-memory path reads)
-    for more than ``above`` records; both give the same result."""
-    if force is not None:
-        return force
-    return index is None and records > above
-
-
 def cmd_dedup(args: argparse.Namespace) -> None:
     from curate.dedup.exact import ExactDedupParams, exact_duplicates
     from curate.recipes.recipe import DedupSpec, ExactSpec, NearSpec, load_recipe
@@ -59,12 +51,11 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     if near is not None:
         from curate.dedup.index import open_index
         from curate.dedup.near import add_to_index, near_duplicates
+        from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core, use_out_of_core
 
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
-        if use_out_of_core(records.height, args.out_of_core, args.out_of_core_above, index_location):
+        if use_out_of_core(records.height, args.out_of_core_above, index_location, force=args.out_of_core):
             from pathlib import Path
-
-            from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core
 
             work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
             shards = frame_shards(records, args.ooc_shard_rows)
