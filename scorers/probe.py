@@ -265,6 +265,28 @@ def combined_score(
     return np.where(response_words >= min_response_words, total, np.nan)
 
 
+def _standardized(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
+
+
+def _top_and_worst_lift(
+    z: dict[str, np.ndarray],
+    weights: dict[str, float],
+    labels: dict[str, np.ndarray],
+    fraction: float,
+    response_words: np.ndarray,
+    min_response_words: int,
+    aim: dict[str, float] | None,
+) -> tuple[np.ndarray, float]:
+    """The rows in the top ``fraction`` by the combined score, and the worst judge's lift there
+    (positive rate over base rate, divided by that judge's ``aim``)."""
+    score = np.nan_to_num(combined_score(z, weights, response_words, min_response_words), nan=-np.inf)
+    top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
+    aim = aim or {}
+    worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / aim.get(c, 1.0) for c in labels)
+    return top, worst
+
+
 def choose_weights(
     logits: dict[str, np.ndarray],
     labels: dict[str, np.ndarray],
@@ -279,14 +301,11 @@ def choose_weights(
     the ``w`` nearest 0.5.
     Call it on cross-validated logits of labelled rows; the rows a selection is judged on must not be among them."""
     first, second = list(logits)
-    aim = aim or {}
-    z = {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
+    z = _standardized(logits)
     best, best_value = {first: 0.5, second: 0.5}, -np.inf
     for w in np.linspace(0.0, 1.0, grid):
         weights = {first: round(float(w), 4), second: round(float(1 - w), 4)}
-        score = np.nan_to_num(combined_score(z, weights, response_words, min_response_words), nan=-np.inf)
-        top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
-        worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / aim.get(c, 1.0) for c in labels)
+        _, worst = _top_and_worst_lift(z, weights, labels, fraction, response_words, min_response_words, aim)
         # Ties go to the weight nearest an even mix.
         if worst > best_value + 1e-9 or (abs(worst - best_value) <= 1e-9 and abs(w - 0.5) < abs(best[first] - 0.5)):
             best, best_value = weights, worst
@@ -309,15 +328,13 @@ def choose_weights_and_floor(
     lift the worst judge most, among the floors whose top ``fraction`` has a median response of at
     least ``min_median_ratio`` times the rows' median (a label-free guard against a selection of short
     answers; when no floor passes it, the floor whose top comes closest). Ties go to the lower floor."""
-    z = {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
+    z = _standardized(logits)
     pool_median = max(float(np.median(response_words)), 1.0)
     best: tuple[float, float, dict[str, float], int] | None = None
     for floor in floors:
         weights = choose_weights(logits, labels, fraction, response_words, floor, aim=aim)
-        score = np.nan_to_num(combined_score(z, weights, response_words, floor), nan=-np.inf)
-        top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
+        top, worst = _top_and_worst_lift(z, weights, labels, fraction, response_words, floor, aim)
         ratio = float(np.median(response_words[top])) / pool_median
-        worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / (aim or {}).get(c, 1.0) for c in labels)
         key = (min(ratio, min_median_ratio), worst)
         if best is None or key > best[:2]:
             best = (*key, weights, floor)
