@@ -69,3 +69,20 @@ def median(runs: list[dict[str, Any]], key: str = "seconds") -> float:
 
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def perturb_words(words: list[str], kind: str, rate: float, rng: Any, vocab: list[str]) -> None:
+    """Edit about ``rate`` of ``words`` in place (at least one edit): ``swap`` two words, ``delete``
+    one (texts over 6 words), ``insert`` a word of ``vocab``, or otherwise substitute one. The
+    planted near-copies of the dedup benchmarks, so both make copies the same way."""
+    for _ in range(max(1, round(rate * len(words)))):
+        at = rng.randrange(len(words))
+        if kind == "swap" and len(words) > 1:
+            other = rng.randrange(len(words))
+            words[at], words[other] = words[other], words[at]
+        elif kind == "delete" and len(words) > 6:
+            del words[at]
+        elif kind == "insert":
+            words.insert(at, rng.choice(vocab))
+        else:
+            words[at] = rng.choice(vocab)

@@ -50,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import alternate, log, machine, median, run_json, run_timed  # noqa: E402
+from benchmarks.common import alternate, log, machine, median, perturb_words, run_json, run_timed  # noqa: E402
 from benchmarks.targets import finish, target  # noqa: E402
 
 WARMUP = 2000
@@ -365,17 +365,7 @@ def heldout_planted(sources: int) -> pl.DataFrame:  # noqa: F821
     for i, text in enumerate(picked[:sources]):
         words = text.split()
         kind, rate = rng.choice(["swap", "delete", "insert", "substitute"]), rng.choice([0.01, 0.03, 0.06, 0.1, 0.2])
-        for _ in range(max(1, round(rate * len(words)))):
-            at = rng.randrange(len(words))
-            if kind == "swap" and len(words) > 1:
-                other = rng.randrange(len(words))
-                words[at], words[other] = words[other], words[at]
-            elif kind == "delete" and len(words) > 6:
-                del words[at]
-            elif kind == "insert":
-                words.insert(at, rng.choice(vocab))
-            else:
-                words[at] = rng.choice(vocab)
+        perturb_words(words, kind, rate, rng, vocab)
         variant = " ".join(words)
         a, b = set(python_shingles(text)), set(python_shingles(variant))
         rows.append({"id": f"s{i}", "text": text, "copy_of": "", "true_jaccard": None, "perturbation": None})

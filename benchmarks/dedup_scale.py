@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import child_env, log, machine  # noqa: E402
+from benchmarks.common import child_env, log, machine, perturb_words  # noqa: E402
 from benchmarks.targets import finish, target  # noqa: E402
 
 SHARD_ROWS = 50_000  # also the generator's unit: --quick's 300 and 3,000 are one shard each
@@ -81,17 +81,7 @@ def perturb(text: str, rng: random.Random, vocab: list[str]) -> tuple[str, str]:
         return text, "exact"
     rate = rng.choice([0.01, 0.03, 0.06, 0.1, 0.2])
     words = text.split()
-    for _ in range(max(1, round(rate * len(words)))):
-        at = rng.randrange(len(words))
-        if kind == "swap" and len(words) > 1:
-            other = rng.randrange(len(words))
-            words[at], words[other] = words[other], words[at]
-        elif kind == "delete" and len(words) > 6:
-            del words[at]
-        elif kind == "insert":
-            words.insert(at, rng.choice(vocab))
-        else:
-            words[at] = rng.choice(vocab)
+    perturb_words(words, kind, rate, rng, vocab)
     return " ".join(words), f"{kind}:{rate}"
 
 
