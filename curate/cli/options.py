@@ -20,6 +20,16 @@ def input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-chars", type=int, default=None, help="reject records longer than this")
     group.add_argument("--source-name", help="the source column for path inputs")
     group.add_argument("--license", help="the license column for path inputs")
+    storage_option(group)
+
+
+def storage_option(parser: Any) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec option for s3:// (or other URL) sources and runs, e.g. endpoint_url=http://127.0.0.1:9000",
+    )
 
 
 def export_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.cli.options import usage
+from curate.cli.options import storage_option, usage
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -61,6 +61,7 @@ def register(sub) -> None:
     p.add_argument("--text-field", help="curate-pretrain: the field of JSONL/Parquet rows that holds the text")
     p.add_argument("--dask", metavar="ADDRESS", help="per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
     p.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task (default 100000)")
+    storage_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")

@@ -10,6 +10,7 @@ per file, or one file split on a delimiter line), each optionally gzip or zstd c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -86,23 +87,36 @@ def split_suffixes(path: Path) -> tuple[str | None, str]:
     return compression, kind
 
 
+def _local(path: Path) -> bool:
+    """False for an object at a URL (a :class:`curate.io.storage.ObjectPath`, streamed through fsspec)."""
+    return isinstance(path, str | os.PathLike)
+
+
+def _open(path: Path) -> IO[bytes]:
+    return open(path, "rb") if _local(path) else path.open()
+
+
 def open_binary(path: Path, compression: str | None) -> IO[bytes]:
     """Open, checking the bytes really are what the extension claims."""
-    with open(path, "rb") as probe:
+    with _open(path) as probe:
         head = probe.read(4)
     if compression and head[: len(_MAGIC[compression])] != _MAGIC[compression]:
         raise InputError(f"{path}:1", f"not a {compression} file although its name ends in {path.suffix}")
     if compression is None and head[:2] in (_MAGIC["gzip"], _MAGIC["zstd"][:2]):
         raise InputError(f"{path}:1", "looks compressed but its name has no .gz/.zst extension")
     if compression == "gzip":
+        if not _local(path):
+            from curate.io.storage import open_gzip
+
+            return open_gzip(path)
         return gzip.open(path, "rb")
     if compression == "zstd":
         import zstandard
 
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the reader (closefd)
+        handle = _open(path)
         raw = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True, closefd=True)
         return io.BufferedReader(raw)
-    return open(path, "rb")
+    return _open(path)
 
 
 def _decode(raw: bytes, path: str, line: int) -> tuple[str | None, str | None]:
@@ -291,14 +305,15 @@ def read_parquet(path: Path, compression: str | None) -> Iterator[Row]:
     name = str(path)
     if compression:
         raise InputError(name, "Parquet files compress internally; do not wrap them in gzip or zstd")
-    with open(path, "rb") as probe:
+    with _open(path) as probe:
         if probe.read(4) != b"PAR1":
             raise InputError(f"{name}:1", "not a Parquet file although its name ends in .parquet")
     index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-        for value in batch.to_pylist():
-            yield Row(name, index + 1, index, value)
-            index += 1
+    with contextlib.nullcontext(path) if _local(path) else path.open() as source:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=10_000):
+            for value in batch.to_pylist():
+                yield Row(name, index + 1, index, value)
+                index += 1
 
 
 def read_csv(path: Path, compression: str | None) -> Iterator[Row]:
@@ -381,7 +396,7 @@ def list_files(path: Path) -> list[Path]:
     """A path's data files in a fixed order; a directory is walked recursively."""
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and _has_known_kind(p)
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and has_known_kind(p)
         )
         if not files:
             raise InputError(str(path), "directory holds no readable data files")
@@ -391,7 +406,7 @@ def list_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _has_known_kind(path: Path) -> bool:
+def has_known_kind(path: Path) -> bool:
     try:
         split_suffixes(path)
     except InputError:
@@ -401,7 +416,7 @@ def _has_known_kind(path: Path) -> bool:
 
 def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text") -> Iterator[Row | Block]:
     compression, kind = split_suffixes(path)
-    if os.path.getsize(path) == 0:
+    if (os.path.getsize(path) if _local(path) else path.size()) == 0:
         raise InputError(f"{path}:1", "file is empty")
     if kind == "jsonl":
         rows = read_jsonl(path, compression)
@@ -413,6 +428,10 @@ def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text"
         rows = read_csv(path, compression)
     else:
         rows = read_text(path, compression, delimiter, text_field)
+    if not _local(path):
+        from curate.io.storage import reading
+
+        rows = reading(rows, str(path))
     return _whole(rows, path) if compression else rows
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 
 from curate.errors import CurateError
+from curate.io import storage
 from curate.io.atomic import TMP_MARK, clean_partial, sha256_file, write_json
 from curate.io.shards import file_record, foreign_files, read_parquet_files
 
@@ -55,7 +56,10 @@ class AccountingError(CurateError):
 
 class RunDir:
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        # A run at a URL (s3://...) lives in a local staged copy, published manifest-last (curate.io.storage).
+        self.remote = storage.remote_run(root) if storage.is_url(root) else None
+        self.root = self.remote.local if self.remote else Path(root)
+        self.location = str(root)
 
     @property
     def manifest_path(self) -> Path:
@@ -73,6 +77,8 @@ class RunDir:
 
     @staticmethod
     def is_run(path: Path | str) -> bool:
+        if storage.is_url(path):
+            return storage.holds_run(path)
         return (Path(path) / MANIFEST).is_file()
 
     @staticmethod
@@ -82,6 +88,8 @@ class RunDir:
 
     def claim(self) -> None:
         """Make the folder ours, or refuse it: curate never writes into a user's folder."""
+        if self.remote:
+            self.remote.claim()
         claim_folder(self.root, "run", signs=(MANIFEST,))
         foreign = foreign_files(self.data_dir)
         if foreign:
@@ -99,7 +107,7 @@ class RunDir:
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
-            raise CurateError(f"{self.root} is not a run directory (no {MANIFEST})")
+            raise CurateError(f"{self.location} is not a run directory (no {MANIFEST})")
         try:
             return json.loads(self.manifest_path.read_text())
         except json.JSONDecodeError as exc:
@@ -142,6 +150,12 @@ class RunDir:
     def commit(self, manifest: dict[str, Any]) -> None:
         check_accounting(manifest)
         write_json(self.manifest_path, manifest)
+        self.publish()
+
+    def publish(self) -> None:
+        """Upload a run staged for a URL (its files, then the manifest); a local run is already in place."""
+        if self.remote:
+            self.remote.publish()
 
     def output_record(self, path: Path, rows: int | None = None) -> dict[str, object]:
         return file_record(path, self.root, rows=rows)

@@ -100,7 +100,10 @@ class RunWriter:
         except CurateError:
             return False
         if old.get("fingerprint") == self._set_fingerprint(input_fingerprints()):
-            return not self.run.verify()  # the same run, intact; damaged, it is redone
+            intact = not self.run.verify()  # the same run, intact; damaged, it is redone
+            if intact:
+                self.run.publish()  # a run staged for a URL whose upload was cut short goes up now
+            return intact
         if not self.overwrite:
             raise CurateError(
                 f"{self.run.root} already holds a curate run of other inputs or parameters "
