@@ -156,9 +156,7 @@ def test_curate_pretrain_from_s3_to_s3_equals_the_local_run(
     # A rerun from another machine (no staged copy) finds the remote run up to date and uploads nothing.
     before = s3.client.head_object(Bucket=BUCKET, Key="runs/x/manifest.json")["LastModified"]
     monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "another-machine"))
-    again = run_cli(
-        "run", "curate-pretrain", pattern, "--out", f"s3://{BUCKET}/runs/x", "--text-field", "text", env=env
-    )
+    again = run_cli("run", "curate-pretrain", pattern, "--out", f"s3://{BUCKET}/runs/x", env=env)
     assert "up to date" in again.stdout + again.stderr
     assert s3.client.head_object(Bucket=BUCKET, Key="runs/x/manifest.json")["LastModified"] == before
     assert s3.keys("runs/x/") == keys
@@ -174,7 +172,7 @@ def test_manifest_is_the_commit_marker_and_only_curates_objects_are_replaced(s3:
 
     # A different run over it (two shards now, --overwrite): old shards replaced, the user's object kept.
     two = [f"s3://{BUCKET}/corpus/part-0000{n}.jsonl.gz" for n in (0, 1)]
-    run_cli("ingest", *two, "--out", out, "--text-field", "text", "--max-shard-rows", "700", "--overwrite", env=env)
+    run_cli("ingest", *two, "--out", out, *TEXT, "--max-shard-rows", "700", "--overwrite", env=env)
     second = json.loads(s3.read("runs/i/manifest.json"))
     assert second["records"]["in"] == 2 * POSTS_PER_SHARD
     data = {f"runs/i/{e['path']}" for e in second["outputs"]["data"]}
@@ -201,7 +199,7 @@ def test_bad_storage_input_is_one_line_naming_the_url(s3: S3, tmp_path: Path) ->
     pattern = f"s3://{BUCKET}/corpus/*.jsonl.gz"
 
     def ingest(*args: str, **env: str) -> str:
-        return _one_line_error(run_cli("ingest", *args, "--text-field", "text", check=False, env=s3.env(**env)))
+        return _one_line_error(run_cli("ingest", *args, *TEXT, check=False, env=s3.env(**env)))
 
     line = ingest(
         pattern, "--out", out, "--storage-option", f"endpoint_url=http://127.0.0.1:{_free_port()}", AWS_MAX_ATTEMPTS="1"
