@@ -21,6 +21,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
+    from curate.io.storage import preflight
+
+    preflight(args.sources, out)  # a bad s3:// source or --out: one line now, not after Prefect has started
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":
         from flows.curate_pretrain import curate_pretrain

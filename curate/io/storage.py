@@ -397,6 +397,17 @@ def holds_run(url: str) -> bool:
         return bool(fs.isfile(f"{path.rstrip('/')}/{MANIFEST}"))
 
 
+def preflight(sources: list[str], out: str) -> None:
+    """Check URL sources resolve and a URL ``out`` may be written, before a flow starts."""
+    from curate.io.readers import has_known_kind
+
+    for spec in sources:
+        if is_url(spec) and not holds_run(spec):
+            resolve(spec, has_known_kind)
+    if is_url(out):
+        remote_run(out).claim()
+
+
 _RUNS: dict[str, RemoteRun] = {}
 
 

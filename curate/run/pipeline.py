@@ -106,7 +106,7 @@ class RunWriter:
             return intact
         if not self.overwrite:
             raise CurateError(
-                f"{self.run.root} already holds a curate run of other inputs or parameters "
+                f"{self.run.location} already holds a curate run of other inputs or parameters "
                 f"({old.get('command')}); pass --overwrite to replace it, or choose another --out"
             )
         return False
@@ -189,7 +189,7 @@ class RunWriter:
         self._input_fingerprints = input_hashes
         self._restored = [stage["name"] for stage in state["stages"][1:]]
         print(
-            f"resuming {self.run.root} after stage {state['stages'][-1]['name']} "
+            f"resuming {self.run.location} after stage {state['stages'][-1]['name']} "
             f"({len(state['stages'])} stage(s) already done)",
             file=sys.stderr,
         )
