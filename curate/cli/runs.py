@@ -21,7 +21,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
-    from curate.io.storage import preflight
+    from curate.io.storage import is_url, preflight
 
     preflight(args.sources, out)  # a bad s3:// source or --out: one line now, not after Prefect has started
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
@@ -38,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         result = curate_alpaca(sources=sources, out=out, recipe=args.recipe, keep_n=args.keep, **scale)
     manifest = RunDir(out).manifest()
     print(summary(manifest, out))
-    print(f"  card: {result['card']} (figures in {out}/figures/)")
+    card = f"{out}/README.md" if is_url(out) else result["card"]  # a staged run's card is uploaded too
+    print(f"  card: {card} (figures in {out}/figures/)")
     for name, path in manifest.get("selections", {}).items():
         side = RunDir(Path(out) / path).manifest()
         print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
