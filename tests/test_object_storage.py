@@ -223,3 +223,15 @@ def test_bad_storage_input_is_one_line_naming_the_url(s3: S3, tmp_path: Path) ->
     )
     assert s3.keys("notes/") == ["notes/mine.txt"] and s3.read("notes/mine.txt") == b"a user's object"
     assert not Path(out).exists()
+
+
+def test_file_urls_read_and_write_like_local_paths(s3: S3, tmp_path: Path) -> None:
+    by_url = run_cli("ingest", f"file://{s3.corpus}/*.jsonl.gz", "--out", f"file://{tmp_path}/by-url", *TEXT)
+    assert f"run directory: file://{tmp_path}/by-url" in by_url.stdout
+    run_cli("ingest", str(s3.corpus), "--out", str(tmp_path / "by-path"), *TEXT)
+    shards = sorted((tmp_path / "by-path" / "data").glob("*.parquet"))
+    assert shards and [p.name for p in shards] == sorted(p.name for p in (tmp_path / "by-url" / "data").iterdir())
+    for shard in shards:
+        assert _sha256(shard.read_bytes()) == _sha256((tmp_path / "by-url" / "data" / shard.name).read_bytes())
+    manifest = json.loads((tmp_path / "by-url" / "manifest.json").read_text())
+    assert [i["path"] for i in manifest["inputs"]] == [f"file://{s3.corpus}/part-{n:05d}.jsonl.gz" for n in range(3)]

@@ -21,7 +21,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
-    from curate.io.storage import is_url, preflight
+    from curate.io.storage import is_remote, preflight
 
     preflight(args.sources, out)  # a bad s3:// source or --out: one line now, not after Prefect has started
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         result = curate_alpaca(sources=sources, out=out, recipe=args.recipe, keep_n=args.keep, **scale)
     manifest = RunDir(out).manifest()
     print(summary(manifest, out))
-    card = f"{out}/README.md" if is_url(out) else result["card"]  # a staged run's card is uploaded too
+    card = f"{out}/README.md" if is_remote(out) else result["card"]  # a staged run's card is uploaded too
     print(f"  card: {card} (figures in {out}/figures/)")
     for name, path in manifest.get("selections", {}).items():
         side = RunDir(Path(out) / path).manifest()

@@ -44,6 +44,20 @@ def is_url(spec: object) -> bool:
     return isinstance(spec, str) and "://" in spec and spec.split("://", 1)[0].isidentifier()
 
 
+def is_remote(spec: object) -> bool:
+    """A URL whose run directory must be staged: any but ``file://``, which is a local folder."""
+    return is_url(spec) and not str(spec).startswith("file://")
+
+
+def as_path(spec: Path | str) -> Path:
+    """A local path, or the folder a ``file://`` URL names."""
+    if isinstance(spec, str) and spec.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(spec).path))
+    return Path(spec)
+
+
 def configure(pairs: list[str] | dict[str, Any]) -> None:
     """Set fsspec storage options for this process from ``key=value`` pairs (or a dict).
 
@@ -404,7 +418,7 @@ def preflight(sources: list[str], out: str) -> None:
     for spec in sources:
         if is_url(spec) and not holds_run(spec):
             resolve(spec, has_known_kind)
-    if is_url(out):
+    if is_remote(out):
         remote_run(out).claim()
 
 

@@ -57,8 +57,8 @@ class AccountingError(CurateError):
 class RunDir:
     def __init__(self, root: Path | str) -> None:
         # A run at a URL (s3://...) lives in a local staged copy, published manifest-last (curate.io.storage).
-        self.remote = storage.remote_run(root) if storage.is_url(root) else None
-        self.root = self.remote.local if self.remote else Path(root)
+        self.remote = storage.remote_run(root) if storage.is_remote(root) else None
+        self.root = self.remote.local if self.remote else storage.as_path(root)
         self.location = str(root)
 
     @property
@@ -77,9 +77,9 @@ class RunDir:
 
     @staticmethod
     def is_run(path: Path | str) -> bool:
-        if storage.is_url(path):
+        if storage.is_remote(path):
             return storage.holds_run(path)
-        return (Path(path) / MANIFEST).is_file()
+        return (storage.as_path(path) / MANIFEST).is_file()
 
     @staticmethod
     def owned(path: Path | str) -> bool:
