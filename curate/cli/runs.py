@@ -21,9 +21,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
-    from curate.io.storage import is_remote, preflight
+    from curate.io.storage import is_remote
 
-    preflight(args.sources, out)  # a bad s3:// source or --out: one line now, not after Prefect has started
+    _check_storage(args.sources, out)
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":
         from flows.curate_pretrain import curate_pretrain
@@ -46,6 +46,19 @@ def cmd_run(args: argparse.Namespace) -> None:
         for line in warnings(side, name):
             print(line)
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
+
+
+def _check_storage(sources: list[str], out: str) -> None:
+    """A bad s3:// source or --out fails with one line now, not after Prefect has started."""
+    from curate.io import storage
+    from curate.io.ingest import IngestOptions, resolve_source
+    from curate.run.directory import RunDir
+
+    for spec in sources:
+        if storage.is_url(spec) and not RunDir.is_run(spec):
+            resolve_source(spec, IngestOptions())
+    if storage.is_remote(out):
+        storage.remote_run(out).claim()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -291,6 +291,7 @@ class RemoteRun:
         self.home = staging_root() / key
         self.local = self.home / "run"
         self.foreign: str | None = None
+        self.sizes: dict[str, int] = {}  # what the prefix holds: relative name -> bytes
         self._state_path = self.home / "state.json"
         self.state: dict[str, Any] = {"url": self.url, "manifest": None, "files": {}}
         self._sync()
@@ -303,10 +304,12 @@ class RemoteRun:
             self.fs.invalidate_cache()
             if self.fs.isfile(self.path):
                 self.foreign = f"{self.url} is an object, not a prefix (choose another --out)"
-                listing: list[str] = []
+                found: dict[str, Any] = {}
             else:
-                listing = [PurePosixPath(p).relative_to(self.path).as_posix() for p in self.fs.find(self.path)]
+                found = self.fs.find(self.path, detail=True)
                 _require_bucket(self.fs, self.path, self.url)
+            listing = {PurePosixPath(p).relative_to(self.path).as_posix(): info["size"] for p, info in found.items()}
+            self.sizes = listing
             remote_manifest = self.fs.cat_file(self._remote(MANIFEST)) if MANIFEST in listing else None
         if listing and MANIFEST not in listing and MARKER not in listing:
             self.foreign = (
@@ -346,7 +349,11 @@ class RemoteRun:
                     with failures(self._remote_url(entry["path"])):
                         self.fs.get_file(self._remote(entry["path"]), str(target))
                     files[entry["path"]] = entry["sha256"]
-            write_bytes(self.local / MARKER, b'{"format": "curate-run/1", "kind": "run"}\n')
+            if MARKER in self.sizes:
+                with failures(self._remote_url(MARKER)):
+                    marker = self.fs.cat_file(self._remote(MARKER))
+                write_bytes(self.local / MARKER, marker)
+                files[MARKER] = hashlib.sha256(marker).hexdigest()
             write_bytes(self.local / MANIFEST, remote_manifest, durable=True)
             files[MANIFEST] = remote_sha or ""
         self.state = {"url": self.url, "manifest": remote_sha, "files": files}
@@ -387,10 +394,12 @@ class RemoteRun:
         before = dict(self.state["files"])
         order = sorted(staged, key=lambda name: (name != MARKER, name == MANIFEST, name))
         for name in order:
-            if before.get(name) == hashes[name]:
-                continue
+            size = staged[name].stat().st_size
+            if before.get(name) == hashes[name] and self.sizes.get(name) == size:
+                continue  # already there, as curate put it
             with failures(self._remote_url(name)):
                 self.fs.put_file(str(staged[name]), self._remote(name))
+            self.sizes[name] = size
             self.state["files"][name] = hashes[name]
             if name == MANIFEST:
                 self.state["manifest"] = hashes[name]
@@ -398,6 +407,7 @@ class RemoteRun:
         for name in sorted(set(before) - set(staged)):
             with failures(self._remote_url(name)), contextlib.suppress(FileNotFoundError):
                 self.fs.rm_file(self._remote(name))
+            self.sizes.pop(name, None)
             del self.state["files"][name]
         self._save_state()
 
@@ -409,17 +419,6 @@ def holds_run(url: str) -> bool:
         return False
     with failures(url):
         return bool(fs.isfile(f"{path.rstrip('/')}/{MANIFEST}"))
-
-
-def preflight(sources: list[str], out: str) -> None:
-    """Check URL sources resolve and a URL ``out`` may be written, before a flow starts."""
-    from curate.io.readers import has_known_kind
-
-    for spec in sources:
-        if is_url(spec) and not holds_run(spec):
-            resolve(spec, has_known_kind)
-    if is_remote(out):
-        remote_run(out).claim()
 
 
 _RUNS: dict[str, RemoteRun] = {}
