@@ -235,3 +235,42 @@ def test_file_urls_read_and_write_like_local_paths(s3: S3, tmp_path: Path) -> No
         assert _sha256(shard.read_bytes()) == _sha256((tmp_path / "by-url" / "data" / shard.name).read_bytes())
     manifest = json.loads((tmp_path / "by-url" / "manifest.json").read_text())
     assert [i["path"] for i in manifest["inputs"]] == [f"file://{s3.corpus}/part-{n:05d}.jsonl.gz" for n in range(3)]
+
+
+def test_parquet_zstd_and_text_objects_read_like_local_files(s3: S3, tmp_path: Path) -> None:
+    import polars as pl
+    import zstandard
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    texts = gzip.decompress((s3.corpus / "part-00002.jsonl.gz").read_bytes()).decode().splitlines()
+    rows = [json.loads(line) for line in texts[:300]]
+    pl.DataFrame(rows[:100]).write_parquet(folder / "a.parquet")
+    lines = "".join(json.dumps(r) + "\n" for r in rows[100:200]).encode()
+    (folder / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(lines))
+    (folder / "c.txt").write_text("\n------\n".join(r["text"] for r in rows[200:]))
+    for path in sorted(folder.iterdir()):
+        s3.client.put_object(Bucket=BUCKET, Key=f"mixed/{path.name}", Body=path.read_bytes())
+
+    args = ("--text-field", "text", "--delimiter", "------")
+    run_cli("ingest", f"s3://{BUCKET}/mixed/", "--out", str(tmp_path / "from-s3"), *args, env=s3.env())
+    run_cli("ingest", str(folder), "--out", str(tmp_path / "from-folder"), *args)
+    remote = json.loads((tmp_path / "from-s3" / "manifest.json").read_text())
+    local = json.loads((tmp_path / "from-folder" / "manifest.json").read_text())
+    assert [i["count"] for i in remote["inputs"]] == [100, 100, 100]
+    assert [i["sha256"] for i in remote["inputs"]] == [i["sha256"] for i in local["inputs"]]
+    assert [e["sha256"] for e in remote["outputs"]["data"]] == [e["sha256"] for e in local["outputs"]["data"]]
+
+    # A shard cut short mid-corpus: an error naming the object and line, never a smaller output.
+    whole = (s3.corpus / "part-00001.jsonl.gz").read_bytes()
+    s3.client.put_object(
+        Bucket=BUCKET, Key="cut/part-00000.jsonl.gz", Body=(s3.corpus / "part-00000.jsonl.gz").read_bytes()
+    )
+    s3.client.put_object(Bucket=BUCKET, Key="cut/part-00001.jsonl.gz", Body=whole[: len(whole) // 2])
+    done = run_cli(
+        "ingest", f"s3://{BUCKET}/cut/*.jsonl.gz", "--out", str(tmp_path / "cut"), *TEXT, check=False, env=s3.env()
+    )
+    line = _one_line_error(done)
+    assert line.startswith(f"curate: error: s3://{BUCKET}/cut/part-00001.jsonl.gz:")
+    assert "truncated or corrupt" in line
+    assert not (tmp_path / "cut" / "manifest.json").exists()
