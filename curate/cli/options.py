@@ -78,10 +78,12 @@ def start(args: argparse.Namespace, command: str, plan: dict):
 
 
 def done(manifest: dict, out: str) -> None:
+    from curate.io.storage import is_remote
     from curate.run.funnel import summary
     from dataset_cards.card import write_card
 
     card = write_card(out, draw=False)  # figures take longer than a fast stage: `curate card` draws them
+    card = f"{out}/README.md" if is_remote(out) else card  # a staged run's card is uploaded with it
     print(summary(manifest, out))
     print(f"  card: {card} (figures: curate card {out})")
 
