@@ -17,12 +17,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+    from curate.io.storage import is_remote
     from curate.run.directory import RunDir
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
-    from curate.io.storage import is_remote
-
+    if args.flow == "curate-alpaca" and is_remote(out):
+        raise usage("curate-alpaca writes its selections as runs nested in --out: give a local --out for now")
     _check_storage(args.sources, out)
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":

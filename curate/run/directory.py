@@ -59,7 +59,7 @@ class RunDir:
         # A run at a URL (s3://...) lives in a local staged copy, published manifest-last (curate.io.storage).
         self.remote = storage.remote_run(root) if storage.is_remote(root) else None
         self.root = self.remote.local if self.remote else storage.as_path(root)
-        self.location = str(root)
+        self.location = self.remote.url if self.remote else str(self.root)  # what messages name
 
     @property
     def manifest_path(self) -> Path:
