@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -233,8 +233,8 @@ def open_gzip(path: ObjectPath) -> IO[bytes]:
     return _OwningGzip(fileobj=raw, mode="rb")
 
 
-def resolve(spec: str, known_kind) -> tuple[ObjectPath, list[ObjectPath], str]:
-    """A source URL to (base, data files in key order, source name).
+def resolve(spec: str, known_kind: Callable[[ObjectPath], bool]) -> tuple[ObjectPath, list[ObjectPath], str]:
+    """A source URL to (base, data files in the order of a local folder's, source name).
 
     ``known_kind(path)`` says whether a file's name is one the readers take; a prefix or a
     pattern keeps only those, like a local folder.
@@ -245,7 +245,7 @@ def resolve(spec: str, known_kind) -> tuple[ObjectPath, list[ObjectPath], str]:
         if pattern:
             fixed = PurePosixPath(path.split("*")[0].split("?")[0].split("[")[0] + "_")
             base = ObjectPath(fs, str(fixed.parent), prefix=True)
-            found = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
+            found = [p for p in sorted(fs.glob(path), key=_path_order) if fs.isfile(p)]
             files = [ObjectPath(fs, p) for p in found if known_kind(ObjectPath(fs, p))]
             if not files:
                 _require_bucket(fs, path, spec)
@@ -254,13 +254,18 @@ def resolve(spec: str, known_kind) -> tuple[ObjectPath, list[ObjectPath], str]:
         if fs.isfile(path):
             single = ObjectPath(fs, path)
             return single, [single], single.name.split(".")[0]
-        found = sorted(p for p in fs.find(path) if not PurePosixPath(p).name.startswith((".", "_")))
+        found = sorted((p for p in fs.find(path) if not PurePosixPath(p).name.startswith((".", "_"))), key=_path_order)
         files = [ObjectPath(fs, p) for p in found if known_kind(ObjectPath(fs, p))]
         if not files:
             _require_bucket(fs, path, spec)
             raise CurateError(f"{spec}: no such object, and no data files under that prefix")
         base = ObjectPath(fs, path, prefix=True)
         return base, files, base.name
+
+
+def _path_order(path: str) -> tuple[str, ...]:
+    """Sort keys as ``sorted()`` sorts local paths: part by part (``a/b`` before ``a-c``)."""
+    return PurePosixPath(path).parts
 
 
 def _require_bucket(fs: Any, path: str, url: str) -> None:
