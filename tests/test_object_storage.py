@@ -32,6 +32,7 @@ class S3:
     secret: str
     client: object
     corpus: Path
+    no_commit: dict[str, str]  # credentials refused only for PUT runs/cut/manifest.json
 
     def env(self, **changes: str) -> dict[str, str]:
         """What a user sets to reach this server (no ~/.aws files are read)."""
@@ -81,6 +82,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S3]
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
         iam.put_user_policy(UserName="curate", PolicyName="all", PolicyDocument=json.dumps(policy))
         access = iam.create_access_key(UserName="curate")["AccessKey"]
+        # A second key that may write everything but one manifest: a publish that stops before its commit.
+        iam.create_user(UserName="no-commit")
+        deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/runs/cut/manifest.json"}
+        policy["Statement"].append(deny)
+        iam.put_user_policy(UserName="no-commit", PolicyName="all-but", PolicyDocument=json.dumps(policy))
+        no_commit = iam.create_access_key(UserName="no-commit")["AccessKey"]
         httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"0").raise_for_status()  # credentials checked from now
         client = boto3.client(
             "s3",
@@ -102,7 +109,14 @@ def s3(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S3]
             client.put_object(Bucket=BUCKET, Key=f"corpus/part-{n:05d}.jsonl.gz", Body=body)
         client.put_object(Bucket=BUCKET, Key="corpus/README.txt", Body=b"not a data file: skipped by the pattern")
         client.put_object(Bucket=BUCKET, Key="notes/mine.txt", Body=b"a user's object")
-        yield S3(endpoint, access["AccessKeyId"], access["SecretAccessKey"], client, corpus)
+        yield S3(
+            endpoint,
+            access["AccessKeyId"],
+            access["SecretAccessKey"],
+            client,
+            corpus,
+            {"AWS_ACCESS_KEY_ID": no_commit["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": no_commit["SecretAccessKey"]},
+        )
     finally:
         httpx.post(f"{endpoint}/moto-api/reset-auth", content=b"inf")
         server.stop()
@@ -184,6 +198,25 @@ def test_manifest_is_the_commit_marker_and_only_curates_objects_are_replaced(s3:
     looked = run_cli("inspect", out, check=False, env=s3.env())
     assert looked.returncode == 2
     assert looked.stderr.strip() == f"curate: error: {out} is not a run directory (no manifest.json)"
+
+
+def test_a_publish_cut_short_is_no_run_and_the_rerun_commits_it(s3: S3, tmp_path: Path) -> None:
+    out = f"s3://{BUCKET}/runs/cut"
+    source = f"s3://{BUCKET}/corpus/part-00000.jsonl.gz"
+    cut = run_cli("ingest", source, "--out", out, *TEXT, "--quiet", check=False, env=s3.env(**s3.no_commit))
+    assert _one_line_error(cut).startswith(f"curate: error: {out}/manifest.json: access denied")
+    uploaded = s3.keys("runs/cut/")
+    assert "runs/cut/data/train-00000-of-00001.parquet" in uploaded and "runs/cut/manifest.json" not in uploaded
+    looked = run_cli("inspect", out, check=False, env=s3.env())
+    assert looked.stderr.strip() == f"curate: error: {out} is not a run directory (no manifest.json)"
+
+    # The rerun (same machine, so the same staged run) does no work again: it finishes the upload.
+    again = run_cli("ingest", source, "--out", out, *TEXT, "--quiet", env=s3.env())
+    assert again.stdout.startswith(f"{out} is up to date")
+    manifest = json.loads(s3.read("runs/cut/manifest.json"))
+    assert manifest["records"]["in"] == POSTS_PER_SHARD
+    for entry in manifest["outputs"]["data"] + manifest["outputs"]["rejects"]:
+        assert _sha256(s3.read(f"runs/cut/{entry['path']}")) == entry["sha256"]
 
 
 def _one_line_error(done) -> str:

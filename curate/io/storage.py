@@ -376,8 +376,12 @@ class RemoteRun:
         if self.foreign:
             raise CurateError(self.foreign)
 
-    def is_run(self) -> bool:
-        return self.state["manifest"] is not None
+    def committed(self) -> bool:
+        """True when the staged manifest is the one the remote holds (not one still to upload)."""
+        from curate.io.atomic import sha256_file
+
+        staged = self.local / MANIFEST
+        return self.state["manifest"] is not None and staged.is_file() and sha256_file(staged) == self.state["manifest"]
 
     def publish(self) -> None:
         """Upload what changed in the staged run: marker, then the other files, manifest last.

@@ -55,8 +55,11 @@ class AccountingError(CurateError):
 
 
 class RunDir:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, writer: bool = False) -> None:
         # A run at a URL (s3://...) lives in a local staged copy, published manifest-last (curate.io.storage).
+        # Its writer may see a staged manifest not yet uploaded (to finish the upload); readers see only a
+        # committed one.
+        self.writer = writer
         self.remote = storage.remote_run(root) if storage.is_remote(root) else None
         self.root = self.remote.local if self.remote else storage.as_path(root)
         self.location = self.remote.url if self.remote else str(self.root)  # what messages name
@@ -106,7 +109,8 @@ class RunDir:
         clean_partial(self.root)
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
+        uploaded = self.remote is None or self.writer or self.remote.committed()
+        if not self.manifest_path.exists() or not uploaded:
             raise CurateError(f"{self.location} is not a run directory (no {MANIFEST})")
         try:
             return json.loads(self.manifest_path.read_text())

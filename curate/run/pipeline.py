@@ -56,7 +56,7 @@ class RunWriter:
         checkpoints: bool = False,
         overwrite: bool = False,
     ) -> None:
-        self.run = RunDir(out)
+        self.run = RunDir(out, writer=True)
         self.checkpoints = checkpoints
         self.overwrite = overwrite
         self._restored: list[str] = []
