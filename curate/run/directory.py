@@ -18,6 +18,7 @@ refused, and files curate did not write are never deleted.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import shutil
@@ -244,19 +245,22 @@ def versions() -> dict[str, str]:
     return found
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the curate checkout that ran this (with ``-dirty`` for local edits)."""
+    """The commit of the curate checkout that ran this (with ``-dirty`` for local edits); asked once per
+    process with a generous timeout, since it enters the run's fingerprint (a timeout under load made a
+    rerun look like a different run)."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=60, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=here,
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=60,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
