@@ -60,23 +60,22 @@ def exact_dedup_shards(sharded: ShardedRun, params: ExactDedupParams, above: int
 
 
 @task(cache_policy=NONE, persist_result=False)
-def near_dedup_shards(
-    sharded: ShardedRun, params: NearDedupParams, index: str | None, above: int | None, force, partitions, runner
-):
-    if use_out_of_core(sharded.records, above, index, force=force if index is None else None):
-        from curate.dedup.out_of_core import near_duplicates_out_of_core
+def near_dedup_out_of_core_shards(sharded: ShardedRun, params: NearDedupParams, partitions: int):
+    from curate.dedup.out_of_core import near_duplicates_out_of_core
 
-        work = sharded.stage_dir("near_dup")
-        done = near_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
-        get_run_logger().info("near_dup (out of core): %s", done.stats)
-        sharded.add_out_of_core("near_dup", done)
-        return
+    work = sharded.stage_dir("near_dup")
+    done = near_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
+    get_run_logger().info("near_dup (out of core): %s", done.stats)
+    sharded.add_out_of_core("near_dup", done)
+
+
+@task(cache_policy=NONE, persist_result=False)
+def near_dedup_whole(sharded: ShardedRun, records, params: NearDedupParams, index: str | None, signed):
+    """LSH clustering over the whole corpus in memory, from signatures signed per shard (``signed``)."""
     from curate.dedup.index import open_index
     from curate.dedup.near import add_to_index, near_duplicates
 
-    records = sharded.whole()
     opened = open_index(index, params) if index else None
-    signed = sign_shards(runner, records, params, sharded.shard_rows)
     result = near_duplicates(records, params, index=opened, signed=signed)
     sharded.add(result)
     if opened is not None:
@@ -84,9 +83,21 @@ def near_dedup_shards(
     get_run_logger().info("near_dup: %s", result.stats)
 
 
+def near_dedup_shards(sharded: ShardedRun, params: NearDedupParams, index, above, force, partitions, runner) -> None:
+    """Out of core above ``above`` records (or as ``force`` says; never with an index), else in memory."""
+    if use_out_of_core(sharded.records, above, index, force=force if index is None else None):
+        near_dedup_out_of_core_shards(sharded, params, partitions)
+    else:
+        records = sharded.whole()
+        near_dedup_whole(sharded, records, params, index, sign_shards(runner, records, params, sharded.shard_rows))
+
+
 def filter_shards(sharded: ShardedRun, runner, use: str, params: dict[str, Any], name: str) -> None:
     """A filter over every shard not done yet (a few in flight at a time), booked as one stage."""
     pending = sharded.pending(name)
+    finished = len(sharded.shards) - len(pending)
+    if finished:
+        get_run_logger().info("%s: resuming, %d of %d shards already done", name, finished, len(sharded.shards))
     for start in range(0, len(pending), IN_FLIGHT):
         batch = pending[start : start + IN_FLIGHT]
         task_params = {"use": use, "params": params, "name": name}

@@ -1,5 +1,5 @@
-"""curate-pretrain over shards: the out-of-core path (forced, or chosen by size) gives the same
-bytes as the in-memory path, and a run killed part-way (SIGKILL) resumes at the shard it was on
+"""curate-pretrain over shards: the out-of-core path (forced, or chosen by size, with the filters
+on a Dask LocalCluster) gives the same bytes as the in-memory path, and a run killed part-way (SIGKILL) resumes at the shard it was on
 and ends with the same bytes as a run that was never interrupted."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: P
             shard_rows=1100,
             exact_out_of_core_above=3000,
             near_out_of_core_above=500,
+            dask="local:2",
             **common,
         )
     memory = stages(runs["memory"])
@@ -133,9 +135,10 @@ def test_killed_flow_resumes_at_its_shard_and_matches_an_uninterrupted_run(tmp_p
 
     out = tmp_path / "killed"
     proc = flow(out, corpus, home, recipe)
-    signed = out / ".checkpoints" / "stream" / "stages" / "near_dup" / "sign" / "00002" / "DONE"
+    # Killed in the language filter, after its second shard (of many, each taking a while) is done.
+    filtered = out / ".checkpoints" / "stream" / "stages" / "language" / "00001" / "DONE"
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not signed.exists():
+    while time.monotonic() < deadline and not filtered.exists():
         assert proc.poll() is None, "the flow ended before it could be killed"
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -145,10 +148,11 @@ def test_killed_flow_resumes_at_its_shard_and_matches_an_uninterrupted_run(tmp_p
     resumed = flow(out, corpus, home, recipe)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output[-3000:]
-    # Ingest and exact dedup are not redone; near dedup signs only the shards it had not signed.
-    assert "after stage exact_dedup (2 stage(s) already done)" in output
-    ran = stages(out)["near_dup"]["stats"]["out_of_core"]["ran"]
-    assert 0 < ran["sign"] <= n_shards - 3
+    # Ingest and dedup are not redone, nor the language filter's finished shards.
+    assert "after stage near_dup (3 stage(s) already done)" in output
+    resumed_at = re.search(r"language: resuming, (\d+) of (\d+) shards already done", output)
+    assert resumed_at is not None, output[-3000:]
+    assert 2 <= int(resumed_at[1]) < int(resumed_at[2]) == n_shards
     assert outputs(out) == outputs(reference)  # data, rejects and annotations: the same bytes
     assert [s["kept"] for s in stages(out).values()] == [s["kept"] for s in stages(reference).values()]
     assert not (out / ".checkpoints").exists()
