@@ -34,7 +34,6 @@ from flows.report import StageClock, close_run, print_result
 from flows.scale import filter_shard, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
-IN_FLIGHT = 4  # shards submitted to the runner at once: what bounds a filter stage's memory
 
 
 @task(cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=10, retry_condition_fn=_network_failure)
@@ -92,14 +91,14 @@ def near_dedup_shards(sharded: ShardedRun, params: NearDedupParams, index, above
         near_dedup_whole(sharded, records, params, index, sign_shards(runner, records, params, sharded.shard_rows))
 
 
-def filter_shards(sharded: ShardedRun, runner, use: str, params: dict[str, Any], name: str) -> None:
-    """A filter over every shard not done yet (a few in flight at a time), booked as one stage."""
+def filter_shards(sharded: ShardedRun, runner, use: str, params: dict[str, Any], name: str, in_flight: int) -> None:
+    """A filter over every shard not done yet, ``in_flight`` at a time (what bounds its memory), booked as one stage."""
     pending = sharded.pending(name)
     finished = len(sharded.shards) - len(pending)
     if finished:
         get_run_logger().info("%s: resuming, %d of %d shards already done", name, finished, len(sharded.shards))
-    for start in range(0, len(pending), IN_FLIGHT):
-        batch = pending[start : start + IN_FLIGHT]
+    for start in range(0, len(pending), in_flight):
+        batch = pending[start : start + in_flight]
         task_params = {"use": use, "params": params, "name": name}
         futures = [(i, runner.submit(filter_shard, {"records": read_shard(p), **task_params})) for i, p in batch]
         for index, future in futures:
@@ -133,6 +132,7 @@ def curate_pretrain(
     exact_out_of_core_above: int | None = 1_000_000,
     out_of_core: bool | None = None,
     partitions: int = 16,
+    shards_in_flight: int = 2,
 ) -> dict[str, Any]:
     """Curate pretraining text; returns the run's record counts, where it is and stage seconds.
 
@@ -140,7 +140,9 @@ def curate_pretrain(
     JSONL/Parquet rows as the text; ``delimiter`` splits plain-text files on lines equal to it.
     Exact and near dedup run out of core (same result, bounded memory) above
     ``exact_out_of_core_above`` and ``near_out_of_core_above`` records (None: never), or always
-    (``out_of_core=True``) or never (``False``), over ``partitions`` hash partitions.
+    (``out_of_core=True``) or never (``False``), over ``partitions`` hash partitions. Each filter
+    has ``shards_in_flight`` shards on the task runner at a time (raise it to the worker count of
+    a Dask cluster); a process then holds about that many shards of ``shard_rows`` records.
     """
     spec = load_recipe(recipe or DEFAULT_RECIPE)
     options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
@@ -182,7 +184,7 @@ def curate_pretrain(
                 name = step.name or step.use
                 if not sharded.skip(name):
                     with clock(name):
-                        filter_shards(sharded, runner, step.use, step.params, name)
+                        filter_shards(sharded, runner, step.use, step.params, name, shards_in_flight)
         with clock("export"):
             manifest = export_shards(sharded)
     except UpToDate:

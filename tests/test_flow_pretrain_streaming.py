@@ -1,6 +1,6 @@
 """curate-pretrain over shards: the out-of-core path (forced, or chosen by size, with the filters
-on a Dask LocalCluster) gives the same bytes as the in-memory path, and a run killed part-way (SIGKILL) resumes at the shard it was on
-and ends with the same bytes as a run that was never interrupted."""
+on a Dask LocalCluster) gives the same bytes as the in-memory path, and a run killed part-way
+(SIGKILL) resumes at the shard it was on and ends with the same bytes as an uninterrupted run."""
 
 from __future__ import annotations
 
