@@ -138,6 +138,7 @@ class ShardedRun:
         self._fingerprint = self.writer.fingerprint(hashes)
         if self._resume():
             return self.shards
+        self.writer.run.prepare()  # claims the folder before anything in it is removed
         if self.work.exists():
             shutil.rmtree(self.work)
         sink = _ShardSink(self.work / "ingest", self.shard_rows)
