@@ -28,7 +28,7 @@ from curate.errors import CurateError
 from curate.io.atomic import atomic_path, write_json
 from curate.io.ingest import Ingest, IngestOptions
 from curate.io.shards import StreamingParquet
-from curate.records.schema import REASON, REJECT_SCHEMA, conform
+from curate.records.schema import REASON, REJECT_SCHEMA, conform, empty_records
 from curate.run.pipeline import CHECKPOINTS, RunWriter, UpToDate, _input_hashes
 from curate.stages.result import StageResult
 
@@ -78,8 +78,11 @@ class _ShardSink:
         self.paths: list[Path] = []
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
+        self._empty: pl.DataFrame | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
+        if self._empty is None:
+            self._empty = frame.clear()
         offset = 0
         while offset < frame.height:
             part = frame.slice(offset, self.rows - self._pending_rows)
@@ -98,7 +101,12 @@ class _ShardSink:
         self._pending, self._pending_rows = [], 0
 
     def close(self) -> list[Path]:
+        """The shards written; at least one (an empty one when no record came), so a stage always has input."""
         self._flush()
+        if not self.paths:
+            path = self.folder / "part-00000.parquet"
+            write_shard(self._empty if self._empty is not None else empty_records(), path)
+            self.paths.append(path)
         return self.paths
 
 
