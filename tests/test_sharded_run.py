@@ -25,8 +25,8 @@ def posts_file(data_dir: Path, path: Path, blank: bool = False) -> Path:
     return path
 
 
-def sharded_run(out: Path) -> ShardedRun:
-    return ShardedRun(RunWriter(out, "test-sharded", {"plan": 1}), shard_rows=400)
+def sharded_run(out: Path, shard_rows: int = 400) -> ShardedRun:
+    return ShardedRun(RunWriter(out, "test-sharded", {"plan": 1}), shard_rows=shard_rows)
 
 
 def test_stages_over_shards_keep_the_books_and_resume(tmp_path: Path, data_dir: Path) -> None:
@@ -58,6 +58,15 @@ def test_stages_over_shards_keep_the_books_and_resume(tmp_path: Path, data_dir: 
     assert exact_duplicates(again.writer.run.records(), ExactDedupParams()).rejects.height == 0  # none left
     assert manifest["records"]["kept"] == sum(f["rows"] for f in manifest["outputs"]["data"])
     assert not (out / ".checkpoints").exists()
+
+    # An earlier run as the input: its kept records, its books carried on.
+    follow = sharded_run(tmp_path / "follow", shard_rows=100)
+    follow.open([str(out)], IngestOptions())
+    assert follow.records == manifest["records"]["kept"] and len(follow.shards) > 1
+    follow.add(exact_duplicates(follow.whole(), ExactDedupParams()))
+    carried = follow.finish()
+    assert [s["name"] for s in carried["stages"]] == ["ingest", "exact_dedup", "length", "exact_dedup-2"]
+    assert carried["records"]["kept"] == manifest["records"]["kept"]
 
 
 def test_no_records_left_and_a_damaged_shard(tmp_path: Path, data_dir: Path) -> None:

@@ -29,6 +29,7 @@ from curate.io.atomic import atomic_path, write_json
 from curate.io.ingest import Ingest, IngestOptions
 from curate.io.shards import StreamingParquet
 from curate.records.schema import REASON, REJECT_SCHEMA, conform, empty_records
+from curate.run.directory import RunDir
 from curate.run.pipeline import CHECKPOINTS, RunWriter, UpToDate, _input_hashes
 from curate.stages.result import StageResult
 
@@ -139,6 +140,8 @@ class ShardedRun:
     def open(self, specs: list[str], options: IngestOptions, progress: bool = False) -> list[Path]:
         """Ingest ``specs`` into shards (raises :class:`UpToDate` when ``out`` already holds this run),
         or, when a killed run of the same command over the same inputs left its state, resume it."""
+        if len(specs) == 1 and RunDir.is_run(specs[0]):
+            return self._continue(specs, options, progress)
         ingest = Ingest(specs, options)
         if self.writer.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.writer.run)
@@ -154,6 +157,17 @@ class ShardedRun:
         self.shards = sink.close()
         self.records = ingest.n_kept
         self._save()
+        return self.shards
+
+    def _continue(self, specs: list[str], options: IngestOptions, progress: bool) -> list[Path]:
+        """An earlier run's kept records as the input (read in one frame, as :meth:`RunWriter.open_input` does)."""
+        records = self.writer.open_input(specs, options, progress)
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        sink = _ShardSink(self.work / "ingest", self.shard_rows)
+        sink.write(records)
+        self.shards = sink.close()
+        self.records = records.height
         return self.shards
 
     def _resume(self) -> bool:
