@@ -14,10 +14,11 @@ import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -349,23 +350,45 @@ def read_text(path: Path, compression: str | None, delimiter: str | None, text_f
     """One document per file, or documents separated by lines equal to ``delimiter``."""
     name = str(path)
     with open_binary(path, compression) as stream:
-        data = stream.read()
-    if b"\x00" in data[:4096]:
-        raise InputError(f"{name}:1", "binary data, not text")
-    if delimiter is None:
-        text, error = _decode(data, name, 1)
-        if error:
-            yield Row(name, 1, 0, reason="invalid_utf8", detail=error, raw=data.decode("utf-8", "replace"))
-        else:
-            yield Row(name, 1, 0, {text_field: text})
-        return
+        head = stream.read(4096)
+        if b"\x00" in head:
+            raise InputError(f"{name}:1", "binary data, not text")
+        if delimiter is None:
+            data = head + stream.read()
+            text, error = _decode(data, name, 1)
+            if error:
+                yield Row(name, 1, 0, reason="invalid_utf8", detail=error, raw=data.decode("utf-8", "replace"))
+            else:
+                yield Row(name, 1, 0, {text_field: text})
+            return
+        # Delimited documents stream: one document's lines in memory at a time, however large the file.
+        yield from _delimited_documents(name, _split_lines(itertools.chain([head], stream)), delimiter, text_field)
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The pieces ``b"".join(chunks).split(b"\n")`` would give, each with whether it is the last, without joining."""
+    partial = b""
+    pending: bytes | None = None
+    for chunk in chunks:
+        parts = (partial + chunk).split(b"\n")
+        partial = parts.pop()
+        for part in parts:
+            if pending is not None:
+                yield pending, False
+            pending = part
+    if pending is not None:
+        yield pending, False
+    yield partial, True
+
+
+def _delimited_documents(
+    name: str, lines: Iterator[tuple[bytes, bool]], delimiter: str, text_field: str
+) -> Iterator[Row]:
     index = 0
     start_line = 1
     chunk: list[bytes] = []
     marker = delimiter.encode("utf-8")
-    lines = data.split(b"\n")
-    for line_no, raw in enumerate(lines, start=1):
-        is_last = line_no == len(lines)
+    for line_no, (raw, is_last) in enumerate(lines, start=1):
         if raw.rstrip(b"\r") == marker or is_last:
             if is_last and raw.rstrip(b"\r") != marker:
                 chunk.append(raw)

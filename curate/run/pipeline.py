@@ -340,6 +340,27 @@ class RunWriter:
             shutil.rmtree(self._checkpoint_dir)
         return self.manifest
 
+    # Hooks for a run whose records stay in shards between stages (curate.run.sharded).
+
+    def fingerprint(self, input_fingerprints: list[str]) -> str:
+        """This command's fingerprint over inputs with these sha256s (what a resume must match)."""
+        return self._set_fingerprint(input_fingerprints)
+
+    def ingest_into(self, ingest: Ingest, keep: Callable[[pl.DataFrame], None], progress: bool = False) -> None:
+        """Ingest into this run, handing the kept batches to ``keep`` (which may write them to shards)."""
+        self._ingest(ingest, keep, progress)
+        self._input_fingerprints = [entry["sha256"] for entry in self.manifest["inputs"]]
+
+    def book(self, record: dict[str, Any], rejects_path: Path, annotations_path: Path | None = None) -> None:
+        """Record a stage whose rejects (and annotations) files are already written."""
+        self._add_stage(record, rejects_path, annotations_path)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the books (inputs, stages, outputs) a killed run saved, to carry on after them."""
+        for key in ("inputs", "stages", "outputs"):
+            self.manifest[key] = state[key]
+        self._input_fingerprints = [entry["sha256"] for entry in state["inputs"]]
+
 
 class UpToDate(Exception):
     """The output run already holds this command's result."""
