@@ -6,12 +6,24 @@ version, later processes load the compiled code from ``__pycache__``.
 
 All arithmetic is done in 64 bits and cut to 32 (``& MASK``), which is exactly the uint32
 arithmetic of :func:`.minhash.shingle_hash32` and of datasketch.
+
+The kernels run on numba's own ``workqueue`` thread pool, not its OpenMP layer (unless
+``NUMBA_THREADING_LAYER`` says otherwise): numba's OpenMP runtime beside torch's in one process
+made every later torch call about 3x slower in CPU time (measured: embedding 300 Alpaca records
+after a near dedup took 8.6 CPU s against 3.1), which is what a flow or script that dedups then
+embeds does. Kernels run one at a time per process (``minhash._run``'s lock), as workqueue needs.
 """
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
+
+if not os.environ.get("NUMBA_THREADING_LAYER"):
+    numba.config.THREADING_LAYER = "workqueue"
 
 MASK = np.uint64(0xFFFFFFFF)
 MIX_SEED = np.uint64(0x2545F491)
