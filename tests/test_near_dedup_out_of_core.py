@@ -203,3 +203,8 @@ def test_scale_benchmark_quick_passes_its_checks() -> None:
     assert {"scale_peak_rss_mb", "scale_recall_j08", "scale_false_merge_rate", "scale_time_growth"} <= set(
         result["targets"]
     )
+    # The DataTrove peer run, at its quick size: both sides removed documents and were timed.
+    assert result["peer_docs"] == 2000 and result["checks"]["peer_records_add_up"]
+    assert result["datatrove_seconds"] > 0 and result["peer_curate_seconds"] > 0
+    assert result["datatrove_removed"] > 0 and result["peer_curate_removed"] > 0
+    assert {"speedup_vs_datatrove", "peer_recall_margin_j08"} <= set(result["targets"])
