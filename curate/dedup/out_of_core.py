@@ -21,6 +21,9 @@ the shard or partition it was on and a temp file left by a kill is removed and r
 6. ``verify`` (per pair partition): exact Jaccard of the surviving pairs.
 7. clustering in memory over the edges alone (leaders best first, as in-memory).
 8. ``output`` (per shard): kept records, rejects and annotations as Parquet.
+
+With a Dask address (``tcp://HOST:PORT`` or ``local:N``) the units of passes 1-6 and 8 run as
+Dask tasks; each writes only its own folder, so the outputs are byte-identical to the local run.
 """
 
 from __future__ import annotations
