@@ -36,6 +36,7 @@ beside them (``peer_curate_seconds``, ``peer_curate_recall_j08``, ...). Checks
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -44,6 +45,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -286,15 +288,50 @@ def memory_child(folder: str) -> None:
     print(json.dumps({"rejected": result.rejects.height}))
 
 
-def measured(command: list[str], cores: int | None = None) -> tuple[dict, float, float]:
-    """Run a child printing one JSON line last: (its answer, wall seconds, peak RSS MB of its tree);
-    ``cores`` pins it (and what it starts) to the first N CPUs."""
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and all its descendants now, summed (MB, from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    pending, pages = [root], 0
+    while pending:
+        pid = pending.pop()
+        pending += children.get(pid, [])
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measured(command: list[str], cores: int | None = None, tree: bool = False) -> tuple[dict, float, float]:
+    """Run a child printing one JSON line last: (its answer, wall seconds, peak RSS MB); ``cores``
+    pins it (and what it starts) to the first N CPUs. The peak RSS is ``os.wait4``'s (the largest
+    process among the child and the descendants it waited for), or with ``tree`` the larger of that
+    and the peak of the whole tree's summed RSS, sampled every 0.2 s (DataTrove's workers are
+    children of a forkserver that the child never waits for)."""
     if cores is not None:
         command = ["taskset", "-c", f"0-{cores - 1}", *command]
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         child = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=child_env(), cwd=ROOT)
+        peak = [0.0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.2):
+                peak[0] = max(peak[0], tree_rss_mb(child.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        if tree:
+            sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
+        stop.set()
+        if tree:
+            sampler.join()
         child.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - start
         stdout.seek(0)
@@ -302,7 +339,7 @@ def measured(command: list[str], cores: int | None = None) -> tuple[dict, float,
         if child.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{stderr.read()[-4000:]}")
         answer = json.loads(stdout.read().strip().splitlines()[-1])
-    return answer, seconds, usage.ru_maxrss / 1024
+    return answer, seconds, max(usage.ru_maxrss / 1024, peak[0])
 
 
 def same_as_memory(folder: Path, outputs: list[dict]) -> bool:
@@ -386,10 +423,10 @@ def peer_run(docs: int, folder: Path) -> tuple[dict, dict]:
     log(f"peer corpus: {docs:,} documents ({made['bytes'] / 1e6:.0f} MB) in {PEER_TASKS} files, {made_seconds:.0f} s")
     planted = pl.read_parquet(folder / "planted" / "*.parquet")
     theirs, their_seconds, their_rss = measured(
-        [*me, "datatrove", "--tasks", str(PEER_TASKS), str(folder)], cores=PEER_CORES
+        [*me, "datatrove", "--tasks", str(PEER_TASKS), str(folder)], cores=PEER_CORES, tree=True
     )
     their_scores = removal_scores(planted, set(pl.read_parquet(folder / "datatrove-removed.parquet")["id"]), docs)
-    ours, our_seconds, our_rss = measured([*me, "dedup", "--inputs", "peer", str(folder)], cores=PEER_CORES)
+    ours, our_seconds, our_rss = measured([*me, "dedup", "--inputs", "peer", str(folder)], cores=PEER_CORES, tree=True)
     our_removed = pl.concat([pl.read_parquet(s["rejects"], columns=["id"]) for s in ours["outputs"]])["id"]
     our_scores = removal_scores(planted, set(our_removed), docs)
     speedup = round(their_seconds / our_seconds, 2)
@@ -419,6 +456,7 @@ def peer_run(docs: int, folder: Path) -> tuple[dict, dict]:
             "curate": f"near_duplicates_out_of_core, defaults, {PARTITIONS} partitions",
             "input": f"{PEER_TASKS} Parquet files of consecutive records, the same for both",
             "cores": f"each side a fresh child pinned to {PEER_CORES} cores (taskset); wall time with imports",
+            "rss": "peak of the child's process tree, its processes' RSS summed (sampled every 0.2 s, /proc)",
             "recall": "from the removed ids: a planted copy with J >= 0.8 is found when it or its source was removed",
         },
     }
