@@ -9,6 +9,9 @@
   ``prefect_overhead_with_server`` is the same for a cold run against an already running Prefect
   server (how deployments run). Check ``same_outputs_as_plain``: the flow and the plain calls
   wrote the same data shards (sha256), and the served run too.
+* The cold flow and the plain calls alternate for ``--rounds`` rounds (default 2) and the medians count;
+  each side's CPU seconds (its whole process tree) are reported beside its wall time
+  (``prefect_overhead_cpu``), since on a shared 2-core machine wall time moves with the load.
 * Every cold run (flow, plain, served) gets its own fresh, empty embedding cache
   (``CURATE_EMBED_CACHE``) and dataset cache: none reuses the user's vectors or another run's.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -93,13 +97,25 @@ def plain(out: str, source: str, recipe_path: str) -> None:
     print("stage seconds: " + json.dumps(clock.seconds))
 
 
+CPU_SECONDS: list[float] = []
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    """Wall time of a command and the stage seconds it printed."""
+    """Wall time of a command and the stage seconds it printed; its CPU seconds (its whole process
+    tree, workers included) go to ``CPU_SECONDS``: unlike wall time they barely move with the load."""
     import subprocess
 
-    start = time.perf_counter()
+    cpu, start = _children_cpu(), time.perf_counter()
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    CPU_SECONDS.append(round(_children_cpu() - cpu, 1))
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("stage seconds: ")]
@@ -141,10 +157,12 @@ def shards(run: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 records, filters only (the CI check)")
+    parser.add_argument("--rounds", type=int, help="alternating cold flow / plain rounds, medians (default 2; 1 quick)")
     parser.add_argument("--plain", nargs=3, metavar=("OUT", "SOURCE", "RECIPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
         return plain(*args.plain)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     env = child_env(PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     with tempfile.TemporaryDirectory() as tmp:
         env["PREFECT_HOME"] = f"{tmp}/prefect"
@@ -164,17 +182,25 @@ def main() -> None:
         def flow_command(out: str) -> list[str]:
             return [sys.executable, "-m", "flows.curate_alpaca", source, "--out", out, "--recipe", recipe]
 
-        cold, stages = timed(flow_command(f"{tmp}/flow"), fresh_caches(env, tmp, "flow"))
-        log(f"cold flow: {cold:.1f} s {stages}")
-        warm, _ = timed(flow_command(f"{tmp}/flow"), fresh_caches(env, tmp, "warm"))
+        colds, plains, cold_cpu, plain_cpu = [], [], [], []
+        for round_ in range(args.rounds):
+            # Alternating, each round into fresh folders and caches; the medians are reported.
+            colds.append(timed(flow_command(f"{tmp}/flow{round_}"), fresh_caches(env, tmp, f"flow{round_}")))
+            cold_cpu.append(CPU_SECONDS[-1])
+            log(f"cold flow, round {round_ + 1}: {colds[-1][0]:.1f} s ({cold_cpu[-1]} CPU s) {colds[-1][1]}")
+            plain_command = [sys.executable, __file__, "--plain", f"{tmp}/plain{round_}", source, recipe]
+            plains.append(timed(plain_command, fresh_caches(env, tmp, f"plain{round_}")))
+            plain_cpu.append(CPU_SECONDS[-1])
+            log(f"plain calls, round {round_ + 1}: {plains[-1][0]:.1f} s ({plain_cpu[-1]} CPU s) {plains[-1][1]}")
+        cold, stages = sorted(colds, key=lambda pair: pair[0])[(len(colds) - 1) // 2]
+        baseline, plain_stages = sorted(plains, key=lambda pair: pair[0])[(len(plains) - 1) // 2]
+        warm, _ = timed(flow_command(f"{tmp}/flow0"), fresh_caches(env, tmp, "warm"))
         log(f"warm flow (up to date): {warm:.1f} s")
-        plain_command = [sys.executable, __file__, "--plain", f"{tmp}/plain", source, recipe]
-        baseline, plain_stages = timed(plain_command, fresh_caches(env, tmp, "plain"))
-        log(f"plain library calls: {baseline:.1f} s {plain_stages}")
         served, served_stages = served_run(fresh_caches(env, tmp, "served"), flow_command(f"{tmp}/served"))
         log(f"cold flow against a running server: {served:.1f} s {served_stages}")
-        manifest = json.loads(Path(f"{tmp}/flow/manifest.json").read_text())
-        same = shards(f"{tmp}/flow") == shards(f"{tmp}/plain") == shards(f"{tmp}/served")
+        manifest = json.loads(Path(f"{tmp}/flow0/manifest.json").read_text())
+        runs = [f"{tmp}/{side}{r}" for r in range(args.rounds) for side in ("flow", "plain")] + [f"{tmp}/served"]
+        same = all(shards(run) == shards(runs[0]) for run in runs)
     figures = {
         "benchmark": "curate-alpaca flow",
         "quick": args.quick,
@@ -187,8 +213,13 @@ def main() -> None:
             "plain": "the same library calls in one fresh process, no Prefect",
             "caches": "each cold run its own empty CURATE_EMBED_CACHE",
             "threads": f"all {machine()['cpus']} cores on both sides",
-            "rounds": 1,
+            "rounds": f"{args.rounds} alternating (cold flow, plain), medians of wall seconds",
         },
+        "cold_seconds_rounds": [round(c[0], 1) for c in colds],
+        "plain_seconds_rounds": [round(p[0], 1) for p in plains],
+        "cold_cpu_seconds_rounds": cold_cpu,
+        "plain_cpu_seconds_rounds": plain_cpu,
+        "prefect_overhead_cpu": round(statistics.median(cold_cpu) / max(statistics.median(plain_cpu), 1e-9) - 1, 3),
         "cold_seconds": round(cold, 1),
         "warm_seconds": round(warm, 1),
         "plain_seconds": round(baseline, 1),

@@ -605,4 +605,5 @@ def write_card(run_dir: Path | str, draw: bool = True) -> Path:
     text, _ = build(run, draw)
     path = run.root / "README.md"
     write_bytes(path, text.encode("utf-8"))
+    run.publish()
     return path

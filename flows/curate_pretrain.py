@@ -1,31 +1,119 @@
 """The ``curate-pretrain`` flow: pretraining corpora (JSONL, Parquet, text; many shards) ->
 exact dedup -> near dedup -> language and quality heuristics -> PII -> export -> dataset card.
 
-It reuses curate-alpaca's tasks; the filters come from curate/recipes/curate-pretrain.yaml
-(language, gopher_quality, c4_quality, pii with redaction) and map over shards of
-``shard_rows`` records, on local threads or on a Dask cluster (``dask``).
+Records stream: sources are read file by file in batches into shards of ``shard_rows`` records
+in the run's work area (:class:`curate.run.sharded.ShardedRun`), and every stage reads shards
+and writes shards. The filters come from curate/recipes/curate-pretrain.yaml (language,
+gopher_quality, c4_quality, pii with redaction) and map over the shards, on local threads or on
+a Dask cluster (``dask``). Exact and near dedup need the whole corpus: above their out-of-core
+thresholds they run through hash-partitioned work folders (bounded memory), below them in memory
+(same result). A killed run resumes at the stage, shard or partition it was on.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import shlex
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
 
 from curate.dedup.exact import ExactDedupParams
 from curate.dedup.minhash import ShingleParams
 from curate.dedup.near import NearDedupParams
+from curate.dedup.out_of_core import use_out_of_core
 from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
-from flows.curate_alpaca import card, clean, export
+from curate.run.sharded import ShardedRun, read_shard
+from flows.curate_alpaca import _network_failure, card
 from flows.report import StageClock, close_run, print_result
+from flows.scale import filter_shard, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
+
+
+@task(cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=10, retry_condition_fn=_network_failure)
+def ingest_shards(sharded: ShardedRun, sources: list[str], options: IngestOptions) -> int:
+    """Sources into shards (or a killed run's state back); retried on a failed download."""
+    sharded.open(sources, options)
+    return sharded.records
+
+
+@task(cache_policy=NONE, persist_result=False)
+def exact_dedup_shards(sharded: ShardedRun, params: ExactDedupParams, above: int | None, force, partitions: int):
+    if use_out_of_core(sharded.records, above, force=force):
+        from curate.dedup.exact_out_of_core import exact_duplicates_out_of_core
+
+        work = sharded.stage_dir("exact_dedup")
+        done = exact_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
+        get_run_logger().info("exact_dedup (out of core): %s", done.stats)
+        sharded.add_out_of_core("exact_dedup", done)
+    else:
+        from curate.dedup.exact import exact_duplicates
+
+        sharded.add(exact_duplicates(sharded.whole(), params))
+
+
+@task(cache_policy=NONE, persist_result=False)
+def near_dedup_out_of_core_shards(sharded: ShardedRun, params: NearDedupParams, partitions: int):
+    from curate.dedup.out_of_core import near_duplicates_out_of_core
+
+    work = sharded.stage_dir("near_dup")
+    done = near_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
+    get_run_logger().info("near_dup (out of core): %s", done.stats)
+    sharded.add_out_of_core("near_dup", done)
+
+
+@task(cache_policy=NONE, persist_result=False)
+def near_dedup_whole(sharded: ShardedRun, records, params: NearDedupParams, index: str | None, signed):
+    """LSH clustering over the whole corpus in memory, from signatures signed per shard (``signed``)."""
+    from curate.dedup.index import open_index
+    from curate.dedup.near import add_to_index, near_duplicates
+
+    opened = open_index(index, params) if index else None
+    result = near_duplicates(records, params, index=opened, signed=signed)
+    sharded.add(result)
+    if opened is not None:
+        add_to_index(opened, result)
+    get_run_logger().info("near_dup: %s", result.stats)
+
+
+def near_dedup_shards(sharded: ShardedRun, params: NearDedupParams, index, above, force, partitions, runner) -> None:
+    """Out of core above ``above`` records (or as ``force`` says; never with an index), else in memory."""
+    if use_out_of_core(sharded.records, above, index, force=force if index is None else None):
+        near_dedup_out_of_core_shards(sharded, params, partitions)
+    else:
+        records = sharded.whole()
+        near_dedup_whole(sharded, records, params, index, sign_shards(runner, records, params, sharded.shard_rows))
+
+
+def filter_shards(sharded: ShardedRun, runner, use: str, params: dict[str, Any], name: str, in_flight: int) -> None:
+    """A filter over every shard not done yet, ``in_flight`` at a time (what bounds its memory), booked as one stage."""
+    pending = sharded.pending(name)
+    finished = len(sharded.shards) - len(pending)
+    if finished:
+        get_run_logger().info("%s: resuming, %d of %d shards already done", name, finished, len(sharded.shards))
+    for start in range(0, len(pending), in_flight):
+        batch = pending[start : start + in_flight]
+        task_params = {"use": use, "params": params, "name": name}
+        futures = [(i, runner.submit(filter_shard, {"records": read_shard(p), **task_params})) for i, p in batch]
+        for index, future in futures:
+            sharded.save_shard(name, index, future.result())
+        # Prefect's futures and states hold the shards' frames in reference cycles, which Python's
+        # collector (counting objects, not bytes) reaches late: measured, RSS grew by a shard a task.
+        del futures
+        gc.collect()
+    sharded.close_stage(name)
+
+
+@task(cache_policy=NONE, persist_result=False)
+def export_shards(sharded: ShardedRun) -> dict[str, Any]:
+    return sharded.finish()
 
 
 @flow(name="curate-pretrain", log_prints=True)
@@ -46,13 +134,20 @@ def curate_pretrain(
     shard_rows: int = 100_000,
     overwrite: bool = False,
     near_out_of_core_above: int | None = 1_000_000,
+    exact_out_of_core_above: int | None = 1_000_000,
+    out_of_core: bool | None = None,
+    partitions: int = 16,
+    shards_in_flight: int = 2,
 ) -> dict[str, Any]:
     """Curate pretraining text; returns the run's record counts, where it is and stage seconds.
 
     ``sources``: files, folders of shards or registry names. ``text_field`` reads that field of
     JSONL/Parquet rows as the text; ``delimiter`` splits plain-text files on lines equal to it.
-    Near dedup runs out of core (same result, bounded memory) above ``near_out_of_core_above``
-    records (None: never).
+    Exact and near dedup run out of core (same result, bounded memory) above
+    ``exact_out_of_core_above`` and ``near_out_of_core_above`` records (None: never), or always
+    (``out_of_core=True``) or never (``False``), over ``partitions`` hash partitions. Each filter
+    has ``shards_in_flight`` shards on the task runner at a time (raise it to the worker count of
+    a Dask cluster); a process then holds about that many shards of ``shard_rows`` records.
     """
     spec = load_recipe(recipe or DEFAULT_RECIPE)
     options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
@@ -75,24 +170,28 @@ def curate_pretrain(
         + (["--recipe", recipe] if recipe else [])
         + (["--text-field", text_field] if text_field else [])
     )
-    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
+    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, overwrite=overwrite)
+    sharded = ShardedRun(writer, shard_rows)
     clock = StageClock()
     try:
-        records = clean(
-            writer,
-            sources,
-            options,
-            exact,
-            near,
-            near_index,
-            spec.filters,
-            clock,
-            dask,
-            shard_rows,
-            near_out_of_core_above,
-        )
+        with clock("ingest"):
+            ingest_shards(sharded, sources, options)
+        with task_runner(dask) as runner:
+            if not sharded.skip("exact_dedup"):
+                with clock("exact_dedup"):
+                    exact_dedup_shards(sharded, exact, exact_out_of_core_above, out_of_core, partitions)
+            if not sharded.skip("near_dup"):
+                with clock("near_dup"):
+                    near_dedup_shards(
+                        sharded, near, near_index, near_out_of_core_above, out_of_core, partitions, runner
+                    )
+            for step in spec.filters:
+                name = step.name or step.use
+                if not sharded.skip(name):
+                    with clock(name):
+                        filter_shards(sharded, runner, step.use, step.params, name, shards_in_flight)
         with clock("export"):
-            manifest = export(writer, records)
+            manifest = export_shards(sharded)
     except UpToDate:
         manifest = None
     return close_run("curate-pretrain", manifest, out, clock, card)
@@ -104,16 +203,26 @@ def main() -> None:
     parser.add_argument("--out", default="runs/curate-pretrain")
     parser.add_argument("--text-field")
     parser.add_argument("--delimiter")
+    parser.add_argument("--recipe", help="recipe YAML (default curate/recipes/curate-pretrain.yaml)")
     parser.add_argument("--dask", help="run per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
     parser.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task")
+    parser.add_argument("--out-of-core", dest="out_of_core", action="store_const", const=True, default=None)
+    parser.add_argument("--in-memory", dest="out_of_core", action="store_const", const=False)
+    parser.add_argument("--out-of-core-above", type=int, default=1_000_000, metavar="N")
+    parser.add_argument("--partitions", type=int, default=16, help="out-of-core hash partitions")
     args = parser.parse_args()
     result = curate_pretrain(
         sources=args.sources,
         out=args.out,
         text_field=args.text_field,
         delimiter=args.delimiter,
+        recipe=args.recipe,
         dask=args.dask,
         shard_rows=args.shard_rows,
+        out_of_core=args.out_of_core,
+        exact_out_of_core_above=args.out_of_core_above,
+        near_out_of_core_above=args.out_of_core_above,
+        partitions=args.partitions,
     )
     print_result(result)
 

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings, embed_records
+from curate.embed.encoder import Embedder, EmbeddingCache, EmbedSettings, embed_records, native_bf16
 from curate.embed.index import VectorIndex, choose_kind, kmeans
 from curate.errors import CurateError
 from curate.records.schema import KIND_TEXT, conform
@@ -82,12 +82,23 @@ def test_device_and_precision_chosen_by_rule() -> None:
     if cuda:  # auto is fp16 on CUDA, and fp16 can be asked for there
         assert chosen.precision == "fp16"
         assert Embedder(EmbedSettings(precision="fp16")).precision == "fp16"
-    else:  # on CPU bf16 only when it matched fp32 on the check texts; fp16 is refused
-        assert chosen.precision in ("fp32", "bf16")
-        assert chosen.precision == "fp32" or chosen.check_cosine >= 0.999
+    else:  # on CPU bf16 only with native bf16 and when it matched fp32 on the check texts; fp16 is refused
+        assert chosen.precision == ("bf16" if native_bf16() and chosen.check_cosine >= 0.999 else "fp32")
+        assert Embedder(EmbedSettings(precision="auto")).precision == chosen.precision  # a rule, not a timing
         with pytest.raises(CurateError, match="fp16 needs CUDA"):
             _ = Embedder(EmbedSettings(precision="fp16")).precision
     assert Embedder(EmbedSettings(precision="fp32")).precision == "fp32"
+
+
+def test_cache_key_names_the_precision() -> None:
+    """bf16 vectors are close to fp32's, not equal: a cache never serves one for the other."""
+    fp32, bf16 = Embedder(EmbedSettings(precision="fp32")), Embedder(EmbedSettings(precision="bf16"))
+    assert fp32.key() != bf16.key()
+    auto = Embedder(EmbedSettings(precision="auto"))
+    if auto.key() and auto.device == "cpu":
+        assert auto.key() == (bf16.key() if native_bf16() else fp32.key())
+    else:  # fp16 on CUDA
+        assert auto.key() not in (fp32.key(), bf16.key())
 
 
 def test_unloadable_model_is_one_clear_error(tmp_path: Path) -> None:

@@ -50,6 +50,10 @@ def main(argv: Sequence[str] | None = None, run: Callable[[argparse.Namespace], 
     parser = build_parser()
     args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     try:
+        if getattr(args, "storage_option", None):
+            from curate.io.storage import configure
+
+            configure(args.storage_option)
         (run or args.func)(args)
     except UsageError as exc:
         parser.error(str(exc))

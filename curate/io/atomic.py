@@ -57,6 +57,8 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 def sha256_file(path: Path) -> str:
     """SHA-256 of a file, remembered per (path, size, mtime) so one run reads each input once."""
+    if not isinstance(path, str | os.PathLike):
+        return path.sha256()  # an object at a URL (curate.io.storage.ObjectPath) hashes itself
     stat = os.stat(path)
     key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _SHA_CACHE:

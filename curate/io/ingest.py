@@ -16,10 +16,10 @@ from typing import Any
 import polars as pl
 
 from curate.errors import CurateError, InputError
-from curate.io import catalog
+from curate.io import catalog, storage
 from curate.io.atomic import sha256_file
 from curate.io.formats import FORMATS, MAPPERS, BadRecord, detect_format, text_mapper
-from curate.io.readers import Block, Row, list_files, read_rows
+from curate.io.readers import Block, Row, has_known_kind, list_files, read_rows
 from curate.records.ids import UniqueIds, content_id, content_ids
 from curate.records.schema import (
     INPUT,
@@ -92,6 +92,10 @@ class Source:
 
 
 def resolve_source(spec: str, options: IngestOptions) -> Source:
+    if storage.is_url(spec):
+        base, files, name = storage.resolve(spec, has_known_kind)
+        license = options.license or "unknown"
+        return Source(spec, options.source or name, base, license, options.format, options.delimiter, files=files)
     path = Path(spec)
     if path.exists():
         name = options.source or (path.name.split(".")[0] if path.is_file() else path.name)

@@ -10,13 +10,15 @@ per file, or one file split on a delimiter line), each optionally gzip or zstd c
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -86,23 +88,36 @@ def split_suffixes(path: Path) -> tuple[str | None, str]:
     return compression, kind
 
 
+def _local(path: Path) -> bool:
+    """False for an object at a URL (a :class:`curate.io.storage.ObjectPath`, streamed through fsspec)."""
+    return isinstance(path, str | os.PathLike)
+
+
+def _open(path: Path) -> IO[bytes]:
+    return open(path, "rb") if _local(path) else path.open()
+
+
 def open_binary(path: Path, compression: str | None) -> IO[bytes]:
     """Open, checking the bytes really are what the extension claims."""
-    with open(path, "rb") as probe:
+    with _open(path) as probe:
         head = probe.read(4)
     if compression and head[: len(_MAGIC[compression])] != _MAGIC[compression]:
         raise InputError(f"{path}:1", f"not a {compression} file although its name ends in {path.suffix}")
     if compression is None and head[:2] in (_MAGIC["gzip"], _MAGIC["zstd"][:2]):
         raise InputError(f"{path}:1", "looks compressed but its name has no .gz/.zst extension")
     if compression == "gzip":
+        if not _local(path):
+            from curate.io.storage import open_gzip
+
+            return open_gzip(path)
         return gzip.open(path, "rb")
     if compression == "zstd":
         import zstandard
 
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the reader (closefd)
+        handle = _open(path)
         raw = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True, closefd=True)
         return io.BufferedReader(raw)
-    return open(path, "rb")
+    return _open(path)
 
 
 def _decode(raw: bytes, path: str, line: int) -> tuple[str | None, str | None]:
@@ -291,14 +306,15 @@ def read_parquet(path: Path, compression: str | None) -> Iterator[Row]:
     name = str(path)
     if compression:
         raise InputError(name, "Parquet files compress internally; do not wrap them in gzip or zstd")
-    with open(path, "rb") as probe:
+    with _open(path) as probe:
         if probe.read(4) != b"PAR1":
             raise InputError(f"{name}:1", "not a Parquet file although its name ends in .parquet")
     index = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
-        for value in batch.to_pylist():
-            yield Row(name, index + 1, index, value)
-            index += 1
+    with contextlib.nullcontext(path) if _local(path) else path.open() as source:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=10_000):
+            for value in batch.to_pylist():
+                yield Row(name, index + 1, index, value)
+                index += 1
 
 
 def read_csv(path: Path, compression: str | None) -> Iterator[Row]:
@@ -334,23 +350,45 @@ def read_text(path: Path, compression: str | None, delimiter: str | None, text_f
     """One document per file, or documents separated by lines equal to ``delimiter``."""
     name = str(path)
     with open_binary(path, compression) as stream:
-        data = stream.read()
-    if b"\x00" in data[:4096]:
-        raise InputError(f"{name}:1", "binary data, not text")
-    if delimiter is None:
-        text, error = _decode(data, name, 1)
-        if error:
-            yield Row(name, 1, 0, reason="invalid_utf8", detail=error, raw=data.decode("utf-8", "replace"))
-        else:
-            yield Row(name, 1, 0, {text_field: text})
-        return
+        head = stream.read(4096)
+        if b"\x00" in head:
+            raise InputError(f"{name}:1", "binary data, not text")
+        if delimiter is None:
+            data = head + stream.read()
+            text, error = _decode(data, name, 1)
+            if error:
+                yield Row(name, 1, 0, reason="invalid_utf8", detail=error, raw=data.decode("utf-8", "replace"))
+            else:
+                yield Row(name, 1, 0, {text_field: text})
+            return
+        # Delimited documents stream: one document's lines in memory at a time, however large the file.
+        yield from _delimited_documents(name, _split_lines(itertools.chain([head], stream)), delimiter, text_field)
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """The pieces ``b"".join(chunks).split(b"\n")`` would give, each with whether it is the last, without joining."""
+    partial = b""
+    pending: bytes | None = None
+    for chunk in chunks:
+        parts = (partial + chunk).split(b"\n")
+        partial = parts.pop()
+        for part in parts:
+            if pending is not None:
+                yield pending, False
+            pending = part
+    if pending is not None:
+        yield pending, False
+    yield partial, True
+
+
+def _delimited_documents(
+    name: str, lines: Iterator[tuple[bytes, bool]], delimiter: str, text_field: str
+) -> Iterator[Row]:
     index = 0
     start_line = 1
     chunk: list[bytes] = []
     marker = delimiter.encode("utf-8")
-    lines = data.split(b"\n")
-    for line_no, raw in enumerate(lines, start=1):
-        is_last = line_no == len(lines)
+    for line_no, (raw, is_last) in enumerate(lines, start=1):
         if raw.rstrip(b"\r") == marker or is_last:
             if is_last and raw.rstrip(b"\r") != marker:
                 chunk.append(raw)
@@ -381,7 +419,7 @@ def list_files(path: Path) -> list[Path]:
     """A path's data files in a fixed order; a directory is walked recursively."""
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and _has_known_kind(p)
+            p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")) and has_known_kind(p)
         )
         if not files:
             raise InputError(str(path), "directory holds no readable data files")
@@ -391,7 +429,7 @@ def list_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _has_known_kind(path: Path) -> bool:
+def has_known_kind(path: Path) -> bool:
     try:
         split_suffixes(path)
     except InputError:
@@ -401,7 +439,7 @@ def _has_known_kind(path: Path) -> bool:
 
 def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text") -> Iterator[Row | Block]:
     compression, kind = split_suffixes(path)
-    if os.path.getsize(path) == 0:
+    if (os.path.getsize(path) if _local(path) else path.size()) == 0:
         raise InputError(f"{path}:1", "file is empty")
     if kind == "jsonl":
         rows = read_jsonl(path, compression)
@@ -413,6 +451,10 @@ def read_rows(path: Path, delimiter: str | None = None, text_field: str = "text"
         rows = read_csv(path, compression)
     else:
         rows = read_text(path, compression, delimiter, text_field)
+    if not _local(path):
+        from curate.io.storage import reading
+
+        rows = reading(rows, str(path))
     return _whole(rows, path) if compression else rows
 
 

@@ -91,22 +91,64 @@ def _sha256_hex(strings: pl.Series) -> list[str]:
 
 
 class UniqueIds:
-    """Keeps ids unique across the batches of one ingest by suffixing repeats."""
+    """Keeps ids unique across the batches of one ingest by suffixing repeats.
+
+    The ids seen so far are kept as 64-bit numbers (an id is 16 hex digits) in a few sorted arrays,
+    8 bytes an id instead of a Python string in a dict, so a long ingest's memory grows slowly;
+    only ids seen more than once are in a dict, with their count. An id that is not 16 lowercase
+    hex digits is kept as a string.
+    """
 
     def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
+        self._runs: list[np.ndarray] = []  # sorted, disjoint, each at most half the size of the one before
+        self._others: set[str] = set()
+        self._repeats: dict[str, int] = {}
+
+    @staticmethod
+    def _numbers(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+        """The ids as numbers, and which ids are 16 hex digits (the others' numbers mean nothing)."""
+        numbers = ids.str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+        is_hex = ids.str.contains(f"^[0-9a-f]{{{ID_HEX_DIGITS}}}$").fill_null(False)
+        return numbers.fill_null(0).to_numpy(), is_hex.to_numpy()
+
+    def _seen(self, numbers: np.ndarray) -> np.ndarray:
+        seen = np.zeros(numbers.size, dtype=bool)
+        for run in self._runs:
+            at = np.minimum(np.searchsorted(run, numbers), run.size - 1)
+            seen |= run[at] == numbers
+        return seen
+
+    def _remember(self, numbers: np.ndarray) -> None:
+        """Add ids not seen before (merging runs like a binary counter: few runs, each id moved log N times)."""
+        run = np.sort(numbers)
+        run = run[np.concatenate([[True], run[1:] != run[:-1]])] if run.size else run
+        while self._runs and self._runs[-1].size <= 2 * run.size:
+            run = np.sort(np.concatenate([self._runs.pop(), run]), kind="stable")  # a merge of two sorted runs
+        self._runs.append(run)
 
     def __call__(self, ids: pl.Series) -> pl.Series:
-        out = ids.to_list()
-        seen = self._seen
-        if not ids.is_duplicated().any() and seen.keys().isdisjoint(out):
-            seen.update(dict.fromkeys(out, 1))
+        numbers, is_hex = self._numbers(ids)
+        seen = np.zeros(ids.len(), dtype=bool)
+        seen[is_hex] = self._seen(numbers[is_hex])
+        if not is_hex.all():
+            others = ids.filter(pl.Series(~is_hex)).to_list()
+            seen[~is_hex] = np.fromiter((i in self._others for i in others), dtype=bool, count=len(others))
+            self._others.update(others)
+        repeated = seen | ids.is_duplicated().to_numpy()
+        if (is_hex & ~seen).any():
+            self._remember(numbers[is_hex & ~seen])
+        if not repeated.any():
             return ids.alias(ID)
-        for i, value in enumerate(out):
-            count = seen.get(value)
+        out = ids.to_list()
+        first_here: set[str] = set()
+        for i in np.flatnonzero(repeated).tolist():
+            value = out[i]
+            count = self._repeats.get(value)
             if count is None:
-                seen[value] = 1
-            else:
-                seen[value] = count + 1
-                out[i] = f"{value}-{count + 1}"
+                if not seen[i] and value not in first_here:
+                    first_here.add(value)
+                    continue
+                count = 1
+            self._repeats[value] = count + 1
+            out[i] = f"{value}-{count + 1}"
         return pl.Series(ID, out, dtype=pl.String)

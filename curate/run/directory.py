@@ -18,6 +18,7 @@ refused, and files curate did not write are never deleted.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import shutil
@@ -29,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from curate.errors import CurateError
+from curate.io import storage
 from curate.io.atomic import TMP_MARK, clean_partial, sha256_file, write_json
 from curate.io.shards import file_record, foreign_files, read_parquet_files
 
@@ -54,8 +56,14 @@ class AccountingError(CurateError):
 
 
 class RunDir:
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str, writer: bool = False) -> None:
+        # A run at a URL (s3://...) lives in a local staged copy, published manifest-last (curate.io.storage).
+        # Its writer may see a staged manifest not yet uploaded (to finish the upload); readers see only a
+        # committed one.
+        self.writer = writer
+        self.remote = storage.remote_run(root) if storage.is_remote(root) else None
+        self.root = self.remote.local if self.remote else storage.as_path(root)
+        self.location = self.remote.url if self.remote else str(self.root)  # what messages name
 
     @property
     def manifest_path(self) -> Path:
@@ -73,7 +81,9 @@ class RunDir:
 
     @staticmethod
     def is_run(path: Path | str) -> bool:
-        return (Path(path) / MANIFEST).is_file()
+        if storage.is_remote(path):
+            return storage.holds_run(path)
+        return (storage.as_path(path) / MANIFEST).is_file()
 
     @staticmethod
     def owned(path: Path | str) -> bool:
@@ -82,6 +92,8 @@ class RunDir:
 
     def claim(self) -> None:
         """Make the folder ours, or refuse it: curate never writes into a user's folder."""
+        if self.remote:
+            self.remote.claim()
         claim_folder(self.root, "run", signs=(MANIFEST,))
         foreign = foreign_files(self.data_dir)
         if foreign:
@@ -98,8 +110,9 @@ class RunDir:
         clean_partial(self.root)
 
     def manifest(self) -> dict[str, Any]:
-        if not self.manifest_path.exists():
-            raise CurateError(f"{self.root} is not a run directory (no {MANIFEST})")
+        uploaded = self.remote is None or self.writer or self.remote.committed()
+        if not self.manifest_path.exists() or not uploaded:
+            raise CurateError(f"{self.location} is not a run directory (no {MANIFEST})")
         try:
             return json.loads(self.manifest_path.read_text())
         except json.JSONDecodeError as exc:
@@ -142,6 +155,12 @@ class RunDir:
     def commit(self, manifest: dict[str, Any]) -> None:
         check_accounting(manifest)
         write_json(self.manifest_path, manifest)
+        self.publish()
+
+    def publish(self) -> None:
+        """Upload a run staged for a URL (its files, then the manifest); a local run is already in place."""
+        if self.remote:
+            self.remote.publish()
 
     def output_record(self, path: Path, rows: int | None = None) -> dict[str, object]:
         return file_record(path, self.root, rows=rows)
@@ -226,19 +245,22 @@ def versions() -> dict[str, str]:
     return found
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the curate checkout that ran this (with ``-dirty`` for local edits)."""
+    """The commit of the curate checkout that ran this (with ``-dirty`` for local edits); asked once per
+    process with a generous timeout, since it enters the run's fingerprint (a timeout under load made a
+    rerun look like a different run)."""
     here = Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=60, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=here,
             capture_output=True,
             text=True,
-            timeout=5,
+            timeout=60,
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

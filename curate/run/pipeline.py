@@ -56,7 +56,7 @@ class RunWriter:
         checkpoints: bool = False,
         overwrite: bool = False,
     ) -> None:
-        self.run = RunDir(out)
+        self.run = RunDir(out, writer=True)
         self.checkpoints = checkpoints
         self.overwrite = overwrite
         self._restored: list[str] = []
@@ -100,10 +100,13 @@ class RunWriter:
         except CurateError:
             return False
         if old.get("fingerprint") == self._set_fingerprint(input_fingerprints()):
-            return not self.run.verify()  # the same run, intact; damaged, it is redone
+            intact = not self.run.verify()  # the same run, intact; damaged, it is redone
+            if intact:
+                self.run.publish()  # a run staged for a URL whose upload was cut short goes up now
+            return intact
         if not self.overwrite:
             raise CurateError(
-                f"{self.run.root} already holds a curate run of other inputs or parameters "
+                f"{self.run.location} already holds a curate run of other inputs or parameters "
                 f"({old.get('command')}); pass --overwrite to replace it, or choose another --out"
             )
         return False
@@ -186,7 +189,7 @@ class RunWriter:
         self._input_fingerprints = input_hashes
         self._restored = [stage["name"] for stage in state["stages"][1:]]
         print(
-            f"resuming {self.run.root} after stage {state['stages'][-1]['name']} "
+            f"resuming {self.run.location} after stage {state['stages'][-1]['name']} "
             f"({len(state['stages'])} stage(s) already done)",
             file=sys.stderr,
         )
@@ -336,6 +339,27 @@ class RunWriter:
         if self._checkpoint_dir.exists():
             shutil.rmtree(self._checkpoint_dir)
         return self.manifest
+
+    # Hooks for a run whose records stay in shards between stages (curate.run.sharded).
+
+    def fingerprint(self, input_fingerprints: list[str]) -> str:
+        """This command's fingerprint over inputs with these sha256s (what a resume must match)."""
+        return self._set_fingerprint(input_fingerprints)
+
+    def ingest_into(self, ingest: Ingest, keep: Callable[[pl.DataFrame], None], progress: bool = False) -> None:
+        """Ingest into this run, handing the kept batches to ``keep`` (which may write them to shards)."""
+        self._ingest(ingest, keep, progress)
+        self._input_fingerprints = [entry["sha256"] for entry in self.manifest["inputs"]]
+
+    def book(self, record: dict[str, Any], rejects_path: Path, annotations_path: Path | None = None) -> None:
+        """Record a stage whose rejects (and annotations) files are already written."""
+        self._add_stage(record, rejects_path, annotations_path)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take the books (inputs, stages, outputs) a killed run saved, to carry on after them."""
+        for key in ("inputs", "stages", "outputs"):
+            self.manifest[key] = state[key]
+        self._input_fingerprints = [entry["sha256"] for entry in state["inputs"]]
 
 
 class UpToDate(Exception):

@@ -1,0 +1,345 @@
+"""Out-of-core exact dedup: :func:`~curate.dedup.exact.exact_duplicates` over record shards,
+through a work folder on disk, with the same kept records, rejects and annotations.
+
+The in-memory stage holds every record's normalized key at once; here a pass holds one shard,
+or one hash partition of small numbers (a 64-bit key hash and a record number per record),
+plus the full keys of the records whose hash is shared, which are the only ones that can be
+duplicates. As in :mod:`curate.dedup.out_of_core`, each unit of work ends with a done marker
+written after its files (all writes atomic), so a killed run resumes at the shard or partition
+it was on:
+
+1. ``hashes`` (per shard): the normalized key's hash, hash-partitioned with the record number.
+2. ``shared`` (per partition): the record numbers whose hash another record has, per shard.
+3. ``keys`` (per shard): the full keys and ids of those records, hash-partitioned.
+4. ``groups`` (per partition): records grouped on the key itself (a hash collision can never
+   reject a record); the first record in input order is kept, the others are its duplicates.
+5. ``output`` (per shard): kept records, rejects (``duplicate_of``) and annotations as Parquet.
+
+Keys: a text record's (or chat's) normalized text; an instruction record's normalized
+instruction, input and output. The in-memory stage gives an instruction record whose
+instruction and input nobody shares a key of its own instead, which differs only if a text
+record's normalized text equals its three fields joined with U+001F.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from curate.dedup.exact import _SEP, REASON, STAGE, ExactDedupParams
+from curate.errors import CurateError
+from curate.io.atomic import atomic_path, clean_partial, write_json
+from curate.records.normalize import TextNormalization
+from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT, rejects_from
+from curate.stages.result import StageResult
+
+DONE = "DONE"
+_KEY_COLUMNS = [ID, KIND, INSTRUCTION, INPUT, OUTPUT, TEXT, MESSAGES]
+_HASH_SCHEMA = {"hash": pl.UInt64, "doc": pl.Int64}
+_KEY_SCHEMA = {"doc": pl.Int64, "id": pl.String, "key": pl.String}
+_GROUP_SCHEMA = {"doc": pl.Int64, "first": pl.String, "copies": pl.Int64}
+_LATER_STEPS = ("shared", "keys", "groups", "output")
+
+
+@dataclass
+class ExactOutOfCoreResult:
+    """Where the per-shard outputs are, with the stage's counts (as :class:`StageResult`)."""
+
+    params: dict[str, Any]
+    n_in: int
+    kept: int
+    rejected: int
+    shards: list[dict[str, Path]]
+    stats: dict[str, Any] = field(default_factory=dict)
+    name: str = STAGE
+
+    def to_stage_result(self) -> StageResult:
+        """All shards' outputs read back into one :class:`StageResult` (for callers that hold records in memory)."""
+        kept = pl.concat([pl.read_parquet(s["kept"]) for s in self.shards], how="vertical_relaxed")
+        rejects = pl.concat([pl.read_parquet(s["rejects"]) for s in self.shards], how="vertical_relaxed")
+        annotations = pl.concat([pl.read_parquet(s["annotations"]) for s in self.shards])
+        return StageResult(STAGE, self.params, self.n_in, kept, rejects, annotations, dict(self.stats))
+
+
+def full_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Series:
+    """Every record's normalized content (see the module docstring), null-safe like the in-memory keys."""
+    whole_text = (records[KIND] == KIND_TEXT) | records[MESSAGES].is_not_null()
+    key = pl.Series("key", [None] * records.height, dtype=pl.String)
+    rows = whole_text.arg_true()
+    if rows.len():
+        key = key.scatter(rows, normalization.series(records[TEXT].gather(rows)))
+    rows = (~whole_text).arg_true()
+    if rows.len():
+        part = records.select(INSTRUCTION, INPUT, OUTPUT).gather(rows)
+        head = pl.DataFrame([normalization.series(part[INSTRUCTION]), normalization.series(part[INPUT])])
+        head = head.select(pl.concat_str(pl.all(), separator=_SEP)).to_series()
+        full = pl.DataFrame([head, normalization.series(part[OUTPUT])]).select(pl.concat_str(pl.all(), separator=_SEP))
+        key = key.scatter(rows, full.to_series())
+    return key.alias("key")
+
+
+def _done(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_ipc(path: Path, frame: pl.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.write_ipc(tmp, compression="uncompressed")
+
+
+def _fingerprint(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise CurateError(f"exact dedup: cannot read record shard {path}: {error}") from None
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _frame_fingerprint(frame: pl.DataFrame) -> str:
+    hashes = frame.select(ID, TEXT).hash_rows(seed=0).to_numpy()
+    positions = np.arange(1, hashes.size + 1, dtype=np.uint64)
+    digest = int(np.bitwise_xor.reduce(hashes * positions)) if hashes.size else 0
+    return f"frame:{frame.height}:{digest:016x}"
+
+
+def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """One shard of records; a damaged file or a missing column is a :class:`CurateError` naming it."""
+    try:
+        frame = pl.read_parquet(path, columns=columns)
+    except Exception as error:  # polars raises several kinds for a damaged file
+        raise CurateError(f"exact dedup: cannot read record shard {path}: {error}") from None
+    missing = [c for c in (columns or _KEY_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise CurateError(f"exact dedup: record shard {path} has no column {', '.join(missing)}")
+    return frame
+
+
+class OutOfCoreExactDedup:
+    """One out-of-core exact dedup over a work folder; :meth:`run` does the passes not done yet."""
+
+    def __init__(
+        self,
+        work_dir: str | Path,
+        params: ExactDedupParams | None = None,
+        partitions: int = 16,
+        restart: bool = False,
+    ) -> None:
+        if partitions < 1:
+            raise CurateError(f"out-of-core exact dedup needs at least 1 partition, not {partitions}")
+        self.params = params or ExactDedupParams()
+        self.partitions = partitions
+        self.restart = restart
+        self.work = Path(work_dir)
+        self.ran: dict[str, int] = {}
+
+    def _dir(self, step: str, unit: int) -> Path:
+        return self.work / step / f"{unit:05d}"
+
+    def _count(self, step: str) -> None:
+        self.ran[step] = self.ran.get(step, 0) + 1
+
+    def _start(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        clean_partial(self.work)
+        plan = json.loads(json.dumps({"params": self.params.as_dict(), "partitions": self.partitions}))
+        plan_path = self.work / "plan.json"
+        if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
+            if not self.restart:
+                raise CurateError(
+                    f"exact dedup work folder {self.work} was started with other settings; use a new folder"
+                )
+            shutil.rmtree(self.work)
+            self.work.mkdir(parents=True)
+        if not plan_path.exists():
+            write_json(plan_path, plan)
+
+    # -- pass 1: hashes ---------------------------------------------------------------------
+
+    def _hashes(self, shards: Iterable[str | Path | pl.DataFrame]) -> list[dict[str, Any]]:
+        infos: list[dict[str, Any]] = []
+        start = 0
+        for s, shard in enumerate(shards):
+            folder = self._dir("hashes", s)
+            info = _done(folder)
+            is_frame = isinstance(shard, pl.DataFrame)
+            fingerprint = _frame_fingerprint(shard) if is_frame else _fingerprint(Path(shard))
+            if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
+                infos.append(info)
+                start += info["rows"]
+                continue
+            if folder.exists():
+                shutil.rmtree(folder)
+            if is_frame:
+                missing = [c for c in _KEY_COLUMNS if c not in shard.columns]
+                if missing:
+                    raise CurateError(f"exact dedup: record shard {s} has no column {', '.join(missing)}")
+                path = folder / "records.parquet"
+                with atomic_path(path) as tmp:
+                    shard.write_parquet(tmp)
+                frame = shard
+            else:
+                path = Path(shard)
+                frame = _read_shard(path, _KEY_COLUMNS)
+            digest = full_keys(frame, self.params.normalization).hash(seed=0)
+            table = pl.DataFrame({"hash": digest, "doc": pl.int_range(start, start + frame.height, eager=True)})
+            part = (digest % self.partitions).to_numpy()
+            for p in range(self.partitions):
+                _write_ipc(folder / f"hashes-{p}.ipc", table.filter(pl.Series(part == p)))
+            info = {"fingerprint": fingerprint, "source": str(path), "start": start, "rows": frame.height}
+            write_json(folder / DONE, info)
+            infos.append(info)
+            start += frame.height
+            self._count("hashes")
+        if not infos:
+            raise CurateError("out-of-core exact dedup needs at least one record shard")
+        listing = [[i["fingerprint"], i["start"], i["rows"]] for i in infos]
+        listing_path = self.work / "shards.json"
+        if not listing_path.exists() or json.loads(listing_path.read_text()) != listing:
+            for step in _LATER_STEPS:  # later passes hold only for the shards they were computed from
+                if (self.work / step).exists():
+                    shutil.rmtree(self.work / step)
+            write_json(listing_path, listing)
+        return infos
+
+    def _shard_of(self, docs: pl.Series, infos: list[dict[str, Any]]) -> np.ndarray:
+        starts = np.array([i["start"] for i in infos], dtype=np.int64)
+        return np.searchsorted(starts, docs.to_numpy(), side="right") - 1
+
+    # -- pass 2: shared hashes --------------------------------------------------------------
+
+    def _shared(self, infos: list[dict[str, Any]]) -> int:
+        total = 0
+        for p in range(self.partitions):
+            folder = self._dir("shared", p)
+            info = _done(folder)
+            if info is None:
+                frame = pl.concat([pl.read_ipc(self._dir("hashes", s) / f"hashes-{p}.ipc") for s in range(len(infos))])
+                shared = frame.filter(pl.len().over("hash") > 1).select("doc").sort("doc")
+                shard = self._shard_of(shared["doc"], infos)
+                for s in range(len(infos)):
+                    _write_ipc(folder / f"docs-{s}.ipc", shared.filter(pl.Series(shard == s)))
+                info = {"records": shared.height}
+                write_json(folder / DONE, info)
+                self._count("shared")
+            total += info["records"]
+        return total
+
+    # -- pass 3: full keys of the shared-hash records ---------------------------------------
+
+    def _keys(self, infos: list[dict[str, Any]]) -> None:
+        for s, info in enumerate(infos):
+            folder = self._dir("keys", s)
+            if _done(folder) is not None:
+                continue
+            docs = pl.concat([pl.read_ipc(self._dir("shared", p) / f"docs-{s}.ipc") for p in range(self.partitions)])
+            local = (docs["doc"].sort() - info["start"]).to_numpy()
+            frame = _read_shard(Path(info["source"]), _KEY_COLUMNS)[local] if local.size else None
+            if frame is None:
+                table = pl.DataFrame(schema=_KEY_SCHEMA)
+            else:
+                table = pl.DataFrame(
+                    {"doc": local + info["start"], ID: frame[ID], "key": full_keys(frame, self.params.normalization)}
+                )
+            part = (table["key"].hash(seed=0) % self.partitions).to_numpy()
+            for p in range(self.partitions):
+                _write_ipc(folder / f"keys-{p}.ipc", table.filter(pl.Series(part == p)))
+            write_json(folder / DONE, {"records": table.height})
+            self._count("keys")
+
+    # -- pass 4: groups on the key itself ---------------------------------------------------
+
+    def _groups(self, infos: list[dict[str, Any]]) -> None:
+        for p in range(self.partitions):
+            folder = self._dir("groups", p)
+            if _done(folder) is not None:
+                continue
+            frame = pl.concat([pl.read_ipc(self._dir("keys", s) / f"keys-{p}.ipc") for s in range(len(infos))])
+            frame = frame.sort("doc").select(
+                "doc",
+                pl.col(ID).first().over("key").alias("first"),
+                pl.len().over("key").cast(pl.Int64).alias("copies"),
+            )
+            shard = self._shard_of(frame["doc"], infos)
+            for s in range(len(infos)):
+                _write_ipc(folder / f"groups-{s}.ipc", frame.filter(pl.Series(shard == s)))
+            write_json(folder / DONE, {"records": frame.height})
+            self._count("groups")
+
+    # -- pass 5: output ---------------------------------------------------------------------
+
+    def _output(self, infos: list[dict[str, Any]]) -> list[dict[str, Path]]:
+        outputs = []
+        for s, info in enumerate(infos):
+            folder = self._dir("output", s)
+            paths = {k: folder / f"{k}.parquet" for k in ("kept", "rejects", "annotations")}
+            outputs.append(paths)
+            if _done(folder) is not None:
+                continue
+            records = _read_shard(Path(info["source"]))
+            groups = pl.concat(
+                [pl.read_ipc(self._dir("groups", p) / f"groups-{s}.ipc") for p in range(self.partitions)]
+            ).sort("doc")
+            local = (groups["doc"] - info["start"]).to_numpy()
+            first = records[ID].clone().scatter(local, groups["first"]) if local.size else records[ID]
+            copies = pl.Series("exact_copies", np.ones(records.height, dtype=np.int64))
+            if local.size:
+                copies = copies.scatter(local, groups["copies"])
+            is_first = first == records[ID]
+            kept = records.filter(is_first)
+            dropped = records.filter(~is_first).with_columns(first.filter(~is_first).alias("_first"))
+            rejects = rejects_from(
+                dropped,
+                STAGE,
+                REASON,
+                detail=pl.format("same normalized content as {}", pl.col("_first")),
+                duplicate_of=pl.col("_first"),
+            )
+            annotations = pl.DataFrame([records[ID], copies])
+            for name, frame in (("kept", kept), ("rejects", rejects), ("annotations", annotations)):
+                with atomic_path(paths[name]) as tmp:
+                    frame.write_parquet(tmp)
+            write_json(folder / DONE, {"kept": kept.height, "rejected": rejects.height})
+            self._count("output")
+        return outputs
+
+    def run(self, shards: Iterable[str | Path | pl.DataFrame]) -> ExactOutOfCoreResult:
+        self._start()
+        infos = self._hashes(shards)
+        shared = self._shared(infos)
+        self._keys(infos)
+        self._groups(infos)
+        outputs = self._output(infos)
+        rejected = sum(_done(self._dir("output", s))["rejected"] for s in range(len(infos)))
+        n = infos[-1]["start"] + infos[-1]["rows"]
+        stats = {
+            "out_of_core": {
+                "shards": len(infos),
+                "partitions": self.partitions,
+                "shared_hashes": shared,
+                "ran": dict(self.ran),
+            }
+        }
+        return ExactOutOfCoreResult(self.params.as_dict(), n, n - rejected, rejected, outputs, stats)
+
+
+def exact_duplicates_out_of_core(
+    shards: Iterable[str | Path | pl.DataFrame],
+    work_dir: str | Path,
+    params: ExactDedupParams | None = None,
+    partitions: int = 16,
+    restart: bool = False,
+) -> ExactOutOfCoreResult:
+    """:func:`~curate.dedup.exact.exact_duplicates` over record shards (Parquet paths or frames,
+    in order) through ``work_dir``; rerun with the same folder to resume a killed run. A folder
+    started with other settings is an error, or (``restart``, for a folder the caller owns) cleared."""
+    return OutOfCoreExactDedup(work_dir, params, partitions, restart).run(shards)
