@@ -30,7 +30,8 @@ Prints progress lines, then one JSON object as its last line (through ``targets.
   outputs (a corpus the defaults never saw): word swaps, deletions, insertions and substitutions
   at graded rates, true Jaccard computed on the same shingles.
 * ``--scale`` runs ``benchmarks/dedup_scale.py`` instead (the out-of-core stage on a generated
-  real-text corpus with planted near-duplicates, ``--docs`` of them, 1,000,000 by default).
+  real-text corpus with planted near-duplicates, ``--docs`` of them, 1,000,000 by default, and
+  the DataTrove peer run on ``--peer-docs``, 300,000; ``--scale --peer``: the peer run alone).
 
 ``--quick``: 3,000 records for the speed parts, one round, a 300-source held-out set, no scale,
 no compile timing.
@@ -431,6 +432,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each speed comparison")
     parser.add_argument("--scale", action="store_true", help="also run the generated large corpus")
     parser.add_argument("--docs", type=int, default=1_000_000, help="documents in the scale run")
+    parser.add_argument("--peer-docs", type=int, default=300_000, help="documents in the DataTrove peer run")
+    parser.add_argument("--peer", action="store_true", help="with --scale: only the DataTrove peer run")
     parser.add_argument("--limit", type=int, help="first N Alpaca records in the speed parts (default all)")
     parser.add_argument("--child", choices=["signatures", "rensa", "compile", "datasketch"])
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -438,7 +441,8 @@ def main() -> None:
     if args.scale and not args.child:  # the scale run is its own benchmark now
         from benchmarks.dedup_scale import main as scale_main
 
-        return scale_main([*(["--quick"] if args.quick else []), "--docs", str(args.docs)])
+        flags = [*(["--quick"] if args.quick else []), *(["--peer"] if args.peer else [])]
+        return scale_main([*flags, "--docs", str(args.docs), "--peer-docs", str(args.peer_docs)])
     if args.child == "signatures":
         return signature_child(args.limit, args.rounds)
     if args.child == "rensa":

@@ -18,6 +18,7 @@ from prefect.cache_policies import NONE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from curate.errors import CurateError
+from curate.run.cluster import local_workers
 from curate.stages.result import StageResult, concat_results
 
 
@@ -27,11 +28,8 @@ def task_runner(dask: str | None, threads: int = 2) -> TaskRunner:
         return ThreadPoolTaskRunner(max_workers=threads)
     from prefect_dask import DaskTaskRunner
 
-    if dask.startswith("local:"):
-        count = dask.split(":", 1)[1] or "2"
-        if not count.isdigit() or int(count) < 1:
-            raise CurateError(f"--dask {dask}: local:N needs a positive number of workers")
-        workers = int(count)
+    workers = local_workers(dask)
+    if workers is not None:
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
             # Dashboards on 127.0.0.1 only, like every other service curate starts.
@@ -43,8 +41,6 @@ def task_runner(dask: str | None, threads: int = 2) -> TaskRunner:
                 worker_dashboard_address="127.0.0.1:0",
             ),
         )
-    if "://" not in dask:
-        raise CurateError(f"--dask {dask}: give a scheduler address (tcp://HOST:8786) or local:N")
     return DaskTaskRunner(address=dask)
 
 

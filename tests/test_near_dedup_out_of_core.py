@@ -1,5 +1,5 @@
 """Out-of-core near dedup: the same kept records, rejects and annotations as the in-memory stage,
-resuming a killed run, and bad shards."""
+resuming a killed run, bad shards, and the passes as tasks on a real Dask cluster (same bytes)."""
 
 from __future__ import annotations
 
@@ -174,8 +174,11 @@ def test_cli_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     run_cli(*common, "--out", str(tmp_path / "memory"), "--in-memory")
     run_cli(*common, "--out", str(tmp_path / "forced"), "--out-of-core", "--ooc-shard-rows", "200", "--partitions", "3")
     run_cli(*common, "--out", str(tmp_path / "auto"), "--out-of-core-above", "100", "--ooc-shard-rows", "300")
+    run_cli(*common, "--out", str(tmp_path / "dask"), "--dask", "local:2", "--ooc-shard-rows", "200")
+    refused = run_cli(*common, "--out", str(tmp_path / "refused"), "--dask", "local:2", "--in-memory", check=False)
+    assert refused.returncode != 0 and "--dask" in refused.stderr and "Traceback" not in refused.stderr
     stages = {}
-    for name in ("memory", "forced", "auto"):
+    for name in ("memory", "forced", "auto", "dask"):
         out = tmp_path / name
         assert not (out / ".checkpoints").exists()
         stages[name] = json.loads((out / "manifest.json").read_text())["stages"][-1]
@@ -188,7 +191,61 @@ def test_cli_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     assert "out_of_core" not in stages["memory"]["stats"]
     assert stages["forced"]["stats"]["out_of_core"]["partitions"] == 3
     assert stages["auto"]["stats"]["out_of_core"]["shards"] > 1
-    assert stages["memory"]["rejected"] == stages["auto"]["rejected"] > 0
+    assert stages["memory"]["rejected"] == stages["auto"]["rejected"] == stages["dask"]["rejected"] > 0
+    assert stages["dask"]["stats"]["out_of_core"]["shards"] > 1
+
+
+def output_bytes(done) -> dict[str, bytes]:
+    return {f"{i}/{k}": path.read_bytes() for i, shard in enumerate(done.shards) for k, path in shard.items()}
+
+
+def test_dask_cluster_run_equals_local_run_byte_for_byte(corpus: pl.DataFrame, tmp_path: Path) -> None:
+    # Worker processes (processes=True): every unit and its arguments really travel to another process.
+    from distributed import Client, LocalCluster
+
+    shards = parquet_shards(corpus, tmp_path / "in")
+    cases = {
+        "parquet": (shards, NearDedupParams(), None),
+        "frames-score-estimate": (
+            list(frame_shards(corpus, SHARD_ROWS)),
+            NearDedupParams(keep="score:quality", verify="estimate", threshold=0.75),
+            scores_of(corpus),
+        ),
+    }
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        for name, (parts, params, scores) in cases.items():
+            local = near_duplicates_out_of_core(parts, tmp_path / f"{name}-local", params, PARTITIONS, scores)
+            work = tmp_path / f"{name}-dask"
+            scaled = near_duplicates_out_of_core(
+                parts, work, params, PARTITIONS, scores, dask=cluster.scheduler_address
+            )
+            assert output_bytes(scaled) == output_bytes(local), name
+            assert scaled.stats == local.stats and scaled.rejected == local.rejected > 150, name
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        # A kill in the candidates pass of partition 1: on the cluster, only that unit is redone.
+        (work / "candidates" / "00001" / "DONE").unlink()
+        again = near_duplicates_out_of_core(parts, work, params, PARTITIONS, scores, dask=cluster.scheduler_address)
+    assert again.stats["out_of_core"]["ran"] == {"candidates": 1}
+    assert output_bytes(again) == output_bytes(local)
+    assert len(executed) == 2 and all(count > 0 for count in executed.values()), executed  # both workers ran units
+
+
+def test_dask_addresses(corpus: pl.DataFrame, tmp_path: Path) -> None:
+    from curate.run.cluster import dask_client
+
+    parts = list(frame_shards(corpus.head(2000), 700))
+    local = near_duplicates_out_of_core(parts, tmp_path / "local", NearDedupParams(), PARTITIONS)
+    threads = near_duplicates_out_of_core(parts, tmp_path / "threads", NearDedupParams(), PARTITIONS, dask="local:2")
+    assert output_bytes(threads) == output_bytes(local) and local.rejected > 0
+    for address, message in (("local:0", "positive number"), ("127.0.0.1:8786", "scheduler address")):
+        with pytest.raises(CurateError, match=message):
+            near_duplicates_out_of_core(parts, tmp_path / "bad", NearDedupParams(), PARTITIONS, dask=address)
+    unreachable = r"tcp://127\.0\.0\.1:9: cannot reach the scheduler"
+    with pytest.raises(CurateError, match=unreachable), dask_client("tcp://127.0.0.1:9", connect_timeout="1s"):
+        pass
 
 
 def test_scale_benchmark_quick_passes_its_checks() -> None:
@@ -203,3 +260,8 @@ def test_scale_benchmark_quick_passes_its_checks() -> None:
     assert {"scale_peak_rss_mb", "scale_recall_j08", "scale_false_merge_rate", "scale_time_growth"} <= set(
         result["targets"]
     )
+    # The DataTrove peer run, at its quick size: both sides removed documents and were timed.
+    assert result["peer_docs"] == 2000 and result["checks"]["peer_records_add_up"]
+    assert result["datatrove_seconds"] > 0 and result["peer_curate_seconds"] > 0
+    assert result["datatrove_removed"] > 0 and result["peer_curate_removed"] > 0
+    assert {"speedup_vs_datatrove", "peer_recall_margin_j08"} <= set(result["targets"])

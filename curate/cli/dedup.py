@@ -26,6 +26,8 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         near_spec = NearSpec()
     if exact_spec is None and near_spec is None:
         raise usage("choose a dedup method: --exact, --near, or a --recipe with a dedup section")
+    if args.dask and args.out_of_core is False:
+        raise usage("--dask runs near dedup's out-of-core passes; it does not go with --in-memory")
     plan: dict = {}
     exact = near = None
     if exact_spec is not None:
@@ -68,10 +70,11 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         from curate.dedup.out_of_core import near_duplicates_out_of_core
 
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
-        if use_out_of_core(records.height, args.out_of_core_above, index_location, force=args.out_of_core):
+        force = True if args.dask else args.out_of_core
+        if use_out_of_core(records.height, args.out_of_core_above, index_location, force=force):
             shards = frame_shards(records, args.ooc_shard_rows)
             done_ooc = near_duplicates_out_of_core(
-                shards, work, near, args.partitions, scores, index_location, restart=not args.work_dir
+                shards, work, near, args.partitions, scores, index_location, not args.work_dir, args.dask
             )
             records = writer.add(done_ooc.to_stage_result())
         else:
@@ -134,4 +137,9 @@ def register(sub) -> None:
         "--partitions", type=int, default=16, help="out-of-core hash partitions of the content and LSH keys (16)"
     )
     g.add_argument("--ooc-shard-rows", type=int, default=100_000, help="records per out-of-core shard (100000)")
+    g.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="near dedup's out-of-core passes as Dask tasks (implies its --out-of-core): tcp://HOST:PORT or local:N",
+    )
     finish_stage_parser(p)

@@ -21,6 +21,9 @@ the shard or partition it was on and a temp file left by a kill is removed and r
 6. ``verify`` (per pair partition): exact Jaccard of the surviving pairs.
 7. clustering in memory over the edges alone (leaders best first, as in-memory).
 8. ``output`` (per shard): kept records, rejects and annotations as Parquet.
+
+With a Dask address (``tcp://HOST:PORT`` or ``local:N``) the units of passes 1-6 and 8 run as
+Dask tasks; each writes only its own folder, so the outputs are byte-identical to the local run.
 """
 
 from __future__ import annotations
@@ -249,6 +252,45 @@ class _ShingleStore:
         return found
 
 
+def _shard_fingerprint(shard: str | Path | pl.DataFrame) -> str:
+    return _frame_fingerprint(shard) if isinstance(shard, pl.DataFrame) else _fingerprint(Path(shard))
+
+
+def _shard_rows(shard: str | Path | pl.DataFrame) -> int:
+    """A shard's record count (a Parquet file's from its footer)."""
+    if isinstance(shard, pl.DataFrame):
+        return shard.height
+    try:
+        return int(pl.scan_parquet(shard).select(pl.len()).collect().item())
+    except Exception as error:  # polars raises several kinds for a damaged file
+        raise CurateError(f"near dedup: cannot read record shard {shard}: {error}") from None
+
+
+def _call(run: OutOfCoreNearDedup, method: str, *args: Any) -> Any:
+    """One unit of a pass on a Dask worker: ``run`` (sent to each worker once) does it."""
+    return getattr(run, method)(*args)
+
+
+class _Units:
+    """Where a pass's units run: one after another here, or as Dask tasks on ``client`` (each unit
+    writes only its own folder, so the order they run in does not change a byte)."""
+
+    def __init__(self, client: Any = None, run: OutOfCoreNearDedup | None = None) -> None:
+        self.client = client
+        self._run = client.scatter(run, broadcast=True) if client is not None else None
+
+    def share(self, value: Any) -> Any:
+        """A large argument of many units, sent to each worker once."""
+        return value if self.client is None else self.client.scatter(value, broadcast=True)
+
+    def map(self, run: OutOfCoreNearDedup, method: str, units: list[tuple]) -> list[Any]:
+        """``run.method(*unit)`` for each unit; the results in unit order."""
+        if self.client is None:
+            return [getattr(run, method)(*unit) for unit in units]
+        futures = [self.client.submit(_call, self._run, method, *unit, pure=False) for unit in units]
+        return self.client.gather(futures)
+
+
 class OutOfCoreNearDedup:
     """One out-of-core run over a work folder; :meth:`run` does the passes that are not done yet."""
 
@@ -267,7 +309,7 @@ class OutOfCoreNearDedup:
         self.partitions = partitions
         self.scores = scores
         self.restart = restart
-        self.work = Path(work_dir)
+        self.work = Path(work_dir).absolute()  # Dask workers may run in another folder
         self.ran: dict[str, int] = defaultdict(int)
 
     # -- layout ---------------------------------------------------------------------------
@@ -297,34 +339,28 @@ class OutOfCoreNearDedup:
 
     # -- pass 1: sign -----------------------------------------------------------------------
 
-    def _sign(self, shards: Iterable[str | Path | pl.DataFrame]) -> list[dict[str, Any]]:
+    def _sign(self, shards: Iterable[str | Path | pl.DataFrame], units: _Units) -> list[dict[str, Any]]:
         infos: list[dict[str, Any]] = []
-        start = 0
-        for s, shard in enumerate(shards):
-            folder = self._dir("sign", s)
-            info = _done(folder)
-            fingerprint = _frame_fingerprint(shard) if isinstance(shard, pl.DataFrame) else _fingerprint(Path(shard))
-            if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
+        if units.client is None:  # one shard at a time: only it is read (shards may be a lazy iterator)
+            start = 0
+            for s, shard in enumerate(shards):
+                fingerprint = _shard_fingerprint(shard)
+                info = self._signed_before(s, start, fingerprint)
+                if info is None:
+                    info = self._sign_shard(s, shard, start, fingerprint)
+                    self.ran["sign"] += 1
                 infos.append(info)
                 start += info["rows"]
-                continue
-            if folder.exists():
-                shutil.rmtree(folder)
-            if isinstance(shard, pl.DataFrame):
-                missing = [c for c in (ID, SOURCE_ID, TEXT) if c not in shard.columns]
-                if missing:
-                    raise CurateError(f"near dedup: record shard {s} has no column {', '.join(missing)}")
-                path = folder / "records.parquet"
-                with atomic_path(path) as tmp:
-                    shard.write_parquet(tmp)
-                frame = shard
-            else:
-                path = Path(shard)
-                frame = _read_shard(path)
-            info = self._sign_one(folder, frame, start, str(path), fingerprint)
-            infos.append(info)
-            start += info["rows"]
-            self.ran["sign"] += 1
+        else:  # every shard's first record number up front, from the Parquet footers, then all at once
+            shards = list(shards)
+            starts = np.concatenate([[0], np.cumsum([_shard_rows(shard) for shard in shards])]).tolist()
+            fingerprints = [_shard_fingerprint(shard) for shard in shards]
+            infos = [self._signed_before(s, starts[s], fingerprints[s]) for s in range(len(shards))]
+            pending = [s for s, info in enumerate(infos) if info is None]
+            done = units.map(self, "_sign_shard", [(s, shards[s], starts[s], fingerprints[s]) for s in pending])
+            for s, info in zip(pending, done, strict=True):
+                infos[s] = info
+            self._count("sign", pending)
         if not infos:
             raise CurateError("out-of-core near dedup needs at least one record shard")
         # Later passes are only valid for the shards they were computed from.
@@ -336,6 +372,31 @@ class OutOfCoreNearDedup:
                     shutil.rmtree(self.work / step)
             write_json(listing_path, listing)
         return infos
+
+    def _signed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
+        """Shard ``s``'s done marker when it was signed from the same records at the same start."""
+        info = _done(self._dir("sign", s))
+        if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
+            return info
+        return None
+
+    def _sign_shard(self, s: int, shard: str | Path | pl.DataFrame, start: int, fingerprint: str) -> dict[str, Any]:
+        """One unit of pass 1 (a frame is kept as ``records.parquet`` for the later passes)."""
+        folder = self._dir("sign", s)
+        if folder.exists():
+            shutil.rmtree(folder)
+        if isinstance(shard, pl.DataFrame):
+            missing = [c for c in (ID, SOURCE_ID, TEXT) if c not in shard.columns]
+            if missing:
+                raise CurateError(f"near dedup: record shard {s} has no column {', '.join(missing)}")
+            path = folder / "records.parquet"
+            with atomic_path(path) as tmp:
+                shard.write_parquet(tmp)
+            frame = shard
+        else:
+            path = Path(shard)
+            frame = _read_shard(path)
+        return self._sign_one(folder, frame, start, str(path), fingerprint)
 
     def _sign_one(self, folder: Path, frame: pl.DataFrame, start: int, source: str, fingerprint: str) -> dict[str, Any]:
         shingles, sigs = sign_texts(frame[TEXT], self.params)
@@ -390,23 +451,34 @@ class OutOfCoreNearDedup:
 
     # -- pass 2: nodes ----------------------------------------------------------------------
 
-    def _nodes(self, n_shards: int, rank: np.ndarray) -> None:
-        for p in range(self.partitions):
-            folder = self._dir("nodes", p)
-            if _done(folder) is not None:
-                continue
-            frame = pl.concat([pl.read_ipc(self._dir("sign", s) / f"full-{p}.ipc") for s in range(n_shards)])
-            frame = frame.with_columns(pl.Series("rank", rank[frame["doc"].to_numpy()]))
-            nodes = frame.group_by("key").agg(
-                pl.col("doc").min().alias("node"),
-                pl.col("doc").sort_by("rank").first().alias("best_doc"),
-                pl.len().alias("size"),
-            )
-            mapping = frame.join(nodes.select("key", "node"), on="key", how="left").select("doc", "node")
-            _write_ipc(folder / "mapping.ipc", mapping)
-            _write_ipc(folder / "nodes.ipc", nodes.select("node", "best_doc", "size"))
-            write_json(folder / DONE, {"nodes": nodes.height})
-            self.ran["nodes"] += 1
+    def _pending(self, step: str, count: int) -> list[int]:
+        """The units of ``step`` without a done marker."""
+        return [unit for unit in range(count) if _done(self._dir(step, unit)) is None]
+
+    def _count(self, step: str, ran: list[int]) -> None:
+        if ran:
+            self.ran[step] += len(ran)
+
+    def _nodes(self, n_shards: int, rank: np.ndarray, units: _Units) -> None:
+        pending = self._pending("nodes", self.partitions)
+        if pending:
+            rank_ref = units.share(rank)
+            units.map(self, "_nodes_partition", [(p, n_shards, rank_ref) for p in pending])
+        self._count("nodes", pending)
+
+    def _nodes_partition(self, p: int, n_shards: int, rank: np.ndarray) -> None:
+        folder = self._dir("nodes", p)
+        frame = pl.concat([pl.read_ipc(self._dir("sign", s) / f"full-{p}.ipc") for s in range(n_shards)])
+        frame = frame.with_columns(pl.Series("rank", rank[frame["doc"].to_numpy()]))
+        nodes = frame.group_by("key").agg(
+            pl.col("doc").min().alias("node"),
+            pl.col("doc").sort_by("rank").first().alias("best_doc"),
+            pl.len().alias("size"),
+        )
+        mapping = frame.join(nodes.select("key", "node"), on="key", how="left").select("doc", "node")
+        _write_ipc(folder / "mapping.ipc", mapping)
+        _write_ipc(folder / "nodes.ipc", nodes.select("node", "best_doc", "size"))
+        write_json(folder / DONE, {"nodes": nodes.height})
 
     def _load_nodes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``node_of`` (per record: its node, the node's first record; -1 without shingles),
@@ -424,117 +496,134 @@ class OutOfCoreNearDedup:
 
     # -- pass 3: candidates -----------------------------------------------------------------
 
-    def _candidates(self, n_shards: int, node_of: np.ndarray) -> None:
-        is_first = node_of == np.arange(node_of.size)
+    def _candidates(self, n_shards: int, node_of: np.ndarray, units: _Units) -> None:
+        pending = self._pending("candidates", self.partitions)
+        if pending:
+            is_first = units.share(node_of == np.arange(node_of.size))
+            units.map(self, "_candidates_partition", [(p, n_shards, is_first) for p in pending])
+        self._count("candidates", pending)
+
+    def _candidates_partition(self, p: int, n_shards: int, is_first: np.ndarray) -> None:
+        folder = self._dir("candidates", p)
         cap = self.params.max_partners
-        for p in range(self.partitions):
-            folder = self._dir("candidates", p)
-            if _done(folder) is not None:
-                continue
-            frame = pl.concat([pl.read_ipc(self._dir("sign", s) / f"bands-{p}.ipc") for s in range(n_shards)])
-            # One row per (band, node): the node's first record stands for it, as in-memory.
-            frame = frame.filter(pl.Series(is_first[frame["doc"].to_numpy()]))
-            buckets = (
-                frame.group_by("band", "key")
-                .agg(pl.col("doc").sort().alias("node"))
-                .filter(pl.col("node").list.len() > 1)
-                .select("node")
-                .with_row_index("bucket")
-                .explode("node")
-                .with_columns(pl.int_range(pl.len()).over("bucket").alias("rank"))
-            )
-            heads = buckets.filter(pl.col("rank") < cap).rename({"node": "left", "rank": "left_rank"})
-            pairs = (
-                buckets.join(heads, on="bucket")
-                .filter(pl.col("left_rank") < pl.col("rank"))
-                .select(pl.col("left"), pl.col("node").alias("right"))
-                .unique()
-            )
-            part = pairs["left"].to_numpy() % self.partitions
-            for q in range(self.partitions):
-                _write_ipc(folder / f"pairs-{q}.ipc", pairs.filter(pl.Series(part == q)))
-            write_json(folder / DONE, {"pairs": pairs.height})
-            self.ran["candidates"] += 1
+        frame = pl.concat([pl.read_ipc(self._dir("sign", s) / f"bands-{p}.ipc") for s in range(n_shards)])
+        # One row per (band, node): the node's first record stands for it, as in-memory.
+        frame = frame.filter(pl.Series(is_first[frame["doc"].to_numpy()]))
+        buckets = (
+            frame.group_by("band", "key")
+            .agg(pl.col("doc").sort().alias("node"))
+            .filter(pl.col("node").list.len() > 1)
+            .select("node")
+            .with_row_index("bucket")
+            .explode("node")
+            .with_columns(pl.int_range(pl.len()).over("bucket").alias("rank"))
+        )
+        heads = buckets.filter(pl.col("rank") < cap).rename({"node": "left", "rank": "left_rank"})
+        pairs = (
+            buckets.join(heads, on="bucket")
+            .filter(pl.col("left_rank") < pl.col("rank"))
+            .select(pl.col("left"), pl.col("node").alias("right"))
+            .unique()
+        )
+        part = pairs["left"].to_numpy() % self.partitions
+        for q in range(self.partitions):
+            _write_ipc(folder / f"pairs-{q}.ipc", pairs.filter(pl.Series(part == q)))
+        write_json(folder / DONE, {"pairs": pairs.height})
 
     # -- pass 4: estimates ------------------------------------------------------------------
 
-    def _estimates(self, signatures: _Signatures) -> int:
+    def _signatures(self, infos: list[dict[str, Any]]) -> _Signatures:
+        return _Signatures(
+            [self._dir("sign", s) / "signatures.npy" for s in range(len(infos))],
+            np.array([info["start"] for info in infos], dtype=np.int64),
+        )
+
+    def _estimates(self, infos: list[dict[str, Any]], units: _Units) -> int:
+        pending = self._pending("estimates", self.partitions)
+        units.map(self, "_estimates_partition", [(q, infos) for q in pending])
+        self._count("estimates", pending)
+        return sum(_done(self._dir("estimates", q))["pairs"] for q in range(self.partitions))
+
+    def _estimates_partition(self, q: int, infos: list[dict[str, Any]]) -> None:
         cut = self.params.threshold - ESTIMATE_MARGIN if self.params.verify == "exact" else self.params.threshold
-        total = 0
-        for q in range(self.partitions):
-            folder = self._dir("estimates", q)
-            info = _done(folder)
-            if info is None:
-                pairs = pl.concat(
-                    [pl.read_ipc(self._dir("candidates", p) / f"pairs-{q}.ipc") for p in range(self.partitions)]
-                )
-                pairs = pairs.unique().sort("left", "right")
-                left, right = pairs["left"].to_numpy(), pairs["right"].to_numpy()
-                estimate = np.zeros(left.size)
-                for i in range(0, left.size, _CHUNK):
-                    a = signatures.rows(left[i : i + _CHUNK], self.params.num_perm)
-                    b = signatures.rows(right[i : i + _CHUNK], self.params.num_perm)
-                    estimate[i : i + _CHUNK] = estimated_jaccard(a, b)
-                keep = estimate >= cut
-                survivors = pl.DataFrame({"left": left[keep], "right": right[keep], "estimate": estimate[keep]})
-                _write_ipc(folder / "survivors.ipc", survivors)
-                info = {"pairs": int(left.size)}
-                write_json(folder / DONE, info)
-                self.ran["estimates"] += 1
-            total += info["pairs"]
-        return total
+        folder = self._dir("estimates", q)
+        pairs = pl.concat([pl.read_ipc(self._dir("candidates", p) / f"pairs-{q}.ipc") for p in range(self.partitions)])
+        pairs = pairs.unique().sort("left", "right")
+        left, right = pairs["left"].to_numpy(), pairs["right"].to_numpy()
+        estimate = np.zeros(left.size)
+        signatures = self._signatures(infos)
+        try:
+            for i in range(0, left.size, _CHUNK):
+                a = signatures.rows(left[i : i + _CHUNK], self.params.num_perm)
+                b = signatures.rows(right[i : i + _CHUNK], self.params.num_perm)
+                estimate[i : i + _CHUNK] = estimated_jaccard(a, b)
+        finally:
+            signatures.close()
+        keep = estimate >= cut
+        survivors = pl.DataFrame({"left": left[keep], "right": right[keep], "estimate": estimate[keep]})
+        _write_ipc(folder / "survivors.ipc", survivors)
+        write_json(folder / DONE, {"pairs": int(left.size)})
 
     def _survivors(self, q: int) -> pl.DataFrame:
         return pl.read_ipc(self._dir("estimates", q) / "survivors.ipc")
 
     # -- pass 5: re-shingle the records that can be in a cluster ---------------------------
 
-    def _reshingle(self, infos: list[dict[str, Any]], needed: np.ndarray) -> None:
+    def _reshingle(self, infos: list[dict[str, Any]], needed: np.ndarray, units: _Units) -> None:
+        pending = self._pending("shingles", len(infos))
+        work = [
+            (s, infos[s], np.flatnonzero(needed[infos[s]["start"] : infos[s]["start"] + infos[s]["rows"]]))
+            for s in pending
+        ]
+        units.map(self, "_reshingle_shard", work)
+        self._count("shingles", pending)
+
+    def _reshingle_shard(self, s: int, info: dict[str, Any], local: np.ndarray) -> None:
         exact = self.params.verify == "exact"
-        for s, info in enumerate(infos):
-            folder = self._dir("shingles", s)
-            if _done(folder) is not None:
-                continue
-            local = np.flatnonzero(needed[info["start"] : info["start"] + info["rows"]])
-            path = Path(info["source"])
-            frame = _read_shard(path, [ID, TEXT] if exact else [ID])[local]
-            offsets = np.zeros(local.size + 1, dtype=np.int64)
-            hashes = np.zeros(0, dtype=np.uint32)
-            if exact and local.size:
-                found = shingle(frame[TEXT], self.params.shingles)
-                distinct = [np.unique(found.of(i)) for i in range(local.size)]
-                offsets[1:] = np.cumsum([d.size for d in distinct])
-                hashes = np.concatenate(distinct).astype(np.uint32)
-            _write_npy(folder / "docs.npy", local.astype(np.int64) + info["start"])
-            _write_npy(folder / "offsets.npy", offsets)
-            _write_npy(folder / "hashes.npy", hashes)
-            _write_ipc(folder / "ids.ipc", frame.select(ID))
-            write_json(folder / DONE, {"records": int(local.size)})
-            self.ran["shingles"] += 1
+        folder = self._dir("shingles", s)
+        path = Path(info["source"])
+        frame = _read_shard(path, [ID, TEXT] if exact else [ID])[local]
+        offsets = np.zeros(local.size + 1, dtype=np.int64)
+        hashes = np.zeros(0, dtype=np.uint32)
+        if exact and local.size:
+            found = shingle(frame[TEXT], self.params.shingles)
+            distinct = [np.unique(found.of(i)) for i in range(local.size)]
+            offsets[1:] = np.cumsum([d.size for d in distinct])
+            hashes = np.concatenate(distinct).astype(np.uint32)
+        _write_npy(folder / "docs.npy", local.astype(np.int64) + info["start"])
+        _write_npy(folder / "offsets.npy", offsets)
+        _write_npy(folder / "hashes.npy", hashes)
+        _write_ipc(folder / "ids.ipc", frame.select(ID))
+        write_json(folder / DONE, {"records": int(local.size)})
 
     # -- pass 6: verify ---------------------------------------------------------------------
 
-    def _verify(self, store: _ShingleStore | None) -> pl.DataFrame:
+    def _store(self, n_shards: int) -> _ShingleStore:
+        return _ShingleStore([self._dir("shingles", s) for s in range(n_shards)])
+
+    def _verify(self, n_shards: int, units: _Units) -> pl.DataFrame:
         """The verified edges (left < right, similarity), all partitions."""
-        parts = []
-        for q in range(self.partitions):
-            if self.params.verify == "estimate":
-                parts.append(self._survivors(q).rename({"estimate": "similarity"}))
-                continue
-            folder = self._dir("verify", q)
-            if _done(folder) is None:
-                survivors = self._survivors(q)
-                left, right = survivors["left"].to_list(), survivors["right"].to_list()
-                similarity = np.array([store.jaccard(a, b) for a, b in zip(left, right, strict=True)], dtype=float)
-                keep = similarity >= self.params.threshold
-                edges = pl.DataFrame(
-                    {"left": survivors["left"].filter(keep), "right": survivors["right"].filter(keep)}
-                ).with_columns(pl.Series("similarity", similarity[keep]))
-                _write_ipc(folder / "edges.ipc", edges)
-                write_json(folder / DONE, {"edges": edges.height})
-                self.ran["verify"] += 1
-            parts.append(pl.read_ipc(folder / "edges.ipc"))
-        return pl.concat(parts)
+        if self.params.verify == "estimate":
+            return pl.concat([self._survivors(q).rename({"estimate": "similarity"}) for q in range(self.partitions)])
+        pending = self._pending("verify", self.partitions)
+        units.map(self, "_verify_partition", [(q, n_shards) for q in pending])
+        self._count("verify", pending)
+        return pl.concat([pl.read_ipc(self._dir("verify", q) / "edges.ipc") for q in range(self.partitions)])
+
+    def _verify_partition(self, q: int, n_shards: int) -> None:
+        folder = self._dir("verify", q)
+        survivors = self._survivors(q)
+        left, right = survivors["left"].to_list(), survivors["right"].to_list()
+        store = self._store(n_shards)
+        try:
+            similarity = np.array([store.jaccard(a, b) for a, b in zip(left, right, strict=True)], dtype=float)
+        finally:
+            store.close()
+        keep = similarity >= self.params.threshold
+        edges = pl.DataFrame({"left": survivors["left"].filter(keep), "right": survivors["right"].filter(keep)})
+        edges = edges.with_columns(pl.Series("similarity", similarity[keep]))
+        _write_ipc(folder / "edges.ipc", edges)
+        write_json(folder / DONE, {"edges": edges.height})
 
     # -- pass 7: cluster --------------------------------------------------------------------
 
@@ -570,70 +659,94 @@ class OutOfCoreNearDedup:
         cluster: np.ndarray,
         sizes: np.ndarray,
         rep_ids: dict[int, str],
-        store: _ShingleStore | None,
-        signatures: _Signatures,
+        units: _Units,
     ) -> list[dict[str, Path]]:
-        outputs = []
-        for s, info in enumerate(infos):
-            folder = self._dir("output", s)
-            paths = {k: folder / f"{k}.parquet" for k in ("kept", "rejects", "annotations")}
-            outputs.append(paths)
-            if _done(folder) is not None:
-                continue
-            records = _read_shard(Path(info["source"]))
-            docs = np.arange(info["start"], info["start"] + info["rows"], dtype=np.int64)
+        pending = self._pending("output", len(infos))
+        work = []
+        for s in pending:
+            docs = np.arange(infos[s]["start"], infos[s]["start"] + infos[s]["rows"], dtype=np.int64)
             reps = cluster[docs]
-            members = np.flatnonzero(reps != docs)
-            ids = records[ID].to_list()
-            cluster_ids = list(ids)
-            duplicate_of: list[str | None] = [None] * docs.size
-            similarity: list[float | None] = [None] * docs.size
+            ids = {rep: rep_ids[rep] for rep in np.unique(reps[reps != docs]).tolist()}
+            work.append((s, infos, reps, sizes[reps], ids))
+        units.map(self, "_output_shard", work)
+        self._count("output", pending)
+        return [
+            {k: self._dir("output", s) / f"{k}.parquet" for k in ("kept", "rejects", "annotations")}
+            for s in range(len(infos))
+        ]
+
+    def _output_shard(
+        self, s: int, infos: list[dict[str, Any]], reps: np.ndarray, rep_sizes: np.ndarray, rep_ids: dict[int, str]
+    ) -> None:
+        """Shard ``s``'s kept records, rejects and annotations (``reps``: each record's representative)."""
+        info = infos[s]
+        folder = self._dir("output", s)
+        records = _read_shard(Path(info["source"]))
+        docs = np.arange(info["start"], info["start"] + info["rows"], dtype=np.int64)
+        members = np.flatnonzero(reps != docs)
+        ids = records[ID].to_list()
+        cluster_ids = list(ids)
+        duplicate_of: list[str | None] = [None] * docs.size
+        similarity: list[float | None] = [None] * docs.size
+        store = self._store(len(infos)) if self.params.verify == "exact" else None
+        try:
             if members.size and self.params.verify == "estimate":
-                est = estimated_jaccard(
-                    signatures.rows(docs[members], self.params.num_perm),
-                    signatures.rows(reps[members], self.params.num_perm),
-                )
+                signatures = self._signatures(infos)
+                try:
+                    est = estimated_jaccard(
+                        signatures.rows(docs[members], self.params.num_perm),
+                        signatures.rows(reps[members], self.params.num_perm),
+                    )
+                finally:
+                    signatures.close()
             for k, i in enumerate(members.tolist()):
                 rep = int(reps[i])
                 cluster_ids[i] = duplicate_of[i] = rep_ids[rep]
-                similarity[i] = store.jaccard(int(docs[i]), rep) if self.params.verify == "exact" else float(est[k])
-            annotations = pl.DataFrame(
-                {
-                    ID: records[ID],
-                    SOURCE_ID: records[SOURCE_ID],
-                    "cluster_id": pl.Series(cluster_ids, dtype=pl.String),
-                    "cluster_size": pl.Series(sizes[reps], dtype=pl.Int64),
-                    "duplicate_of": pl.Series(duplicate_of, dtype=pl.String),
-                    "similarity": pl.Series(similarity, dtype=pl.Float64),
-                }
-            )
-            is_member = np.zeros(docs.size, dtype=bool)
-            is_member[members] = True
-            mask = pl.Series(is_member)
-            rejects = duplicate_rejects(records, annotations, mask, STAGE, REASON, "jaccard")
-            for name, frame in (("kept", records.filter(~mask)), ("rejects", rejects), ("annotations", annotations)):
-                with atomic_path(paths[name]) as tmp:
-                    frame.write_parquet(tmp)
-            write_json(folder / DONE, {"kept": int(docs.size - members.size), "rejected": int(members.size)})
-            self.ran["output"] += 1
-        return outputs
+                similarity[i] = store.jaccard(int(docs[i]), rep) if store is not None else float(est[k])
+        finally:
+            if store is not None:
+                store.close()
+        annotations = pl.DataFrame(
+            {
+                ID: records[ID],
+                SOURCE_ID: records[SOURCE_ID],
+                "cluster_id": pl.Series(cluster_ids, dtype=pl.String),
+                "cluster_size": pl.Series(rep_sizes, dtype=pl.Int64),
+                "duplicate_of": pl.Series(duplicate_of, dtype=pl.String),
+                "similarity": pl.Series(similarity, dtype=pl.Float64),
+            }
+        )
+        is_member = np.zeros(docs.size, dtype=bool)
+        is_member[members] = True
+        mask = pl.Series(is_member)
+        rejects = duplicate_rejects(records, annotations, mask, STAGE, REASON, "jaccard")
+        for name, frame in (("kept", records.filter(~mask)), ("rejects", rejects), ("annotations", annotations)):
+            with atomic_path(folder / f"{name}.parquet") as tmp:
+                frame.write_parquet(tmp)
+        write_json(folder / DONE, {"kept": int(docs.size - members.size), "rejected": int(members.size)})
 
     # -- the whole run ----------------------------------------------------------------------
 
-    def run(self, shards: Iterable[str | Path | pl.DataFrame]) -> OutOfCoreResult:
+    def run(self, shards: Iterable[str | Path | pl.DataFrame], dask: str | None = None) -> OutOfCoreResult:
+        """The passes not done yet: here, or with ``dask`` (``tcp://HOST:PORT`` or ``local:N``) each
+        pass's units as Dask tasks (the workers must see the work folder and the shards at the same paths)."""
         _bound_malloc_arenas()
         self._start()
-        infos = self._sign(shards)
+        if dask is None:
+            return self._run(shards, _Units())
+        from curate.run.cluster import dask_client
+
+        with dask_client(dask) as client:
+            return self._run(shards, _Units(client, self))
+
+    def _run(self, shards: Iterable[str | Path | pl.DataFrame], units: _Units) -> OutOfCoreResult:
+        infos = self._sign(shards, units)
         n = infos[-1]["start"] + infos[-1]["rows"]
         rank = self._ranks(infos, n)
-        self._nodes(len(infos), rank)
+        self._nodes(len(infos), rank, units)
         node_of, best_of, size_of = self._load_nodes(n)
-        self._candidates(len(infos), node_of)
-        signatures = _Signatures(
-            [self._dir("sign", s) / "signatures.npy" for s in range(len(infos))],
-            np.array([info["start"] for info in infos], dtype=np.int64),
-        )
-        n_pairs = self._estimates(signatures)
+        self._candidates(len(infos), node_of, units)
+        n_pairs = self._estimates(infos, units)
 
         # Records that can be in a cluster: those of nodes in a surviving pair or of many records.
         node_needed = size_of > 1
@@ -645,19 +758,18 @@ class OutOfCoreNearDedup:
         has = node_of >= 0
         needed[has] = node_needed[node_of[has]]
         del node_needed
-        self._reshingle(infos, needed)
-        store = _ShingleStore([self._dir("shingles", s) for s in range(len(infos))])
-        edges = self._verify(store)
+        self._reshingle(infos, needed, units)
+        edges = self._verify(len(infos), units)
 
         cluster = self._cluster(edges, node_of, best_of, rank)
         sizes = np.bincount(cluster, minlength=n)
         reps = np.unique(cluster[cluster != np.arange(n)])
-        rep_ids = store.ids(reps)
+        store = self._store(len(infos))
         try:
-            outputs = self._output(infos, cluster, sizes, rep_ids, store, signatures)
+            rep_ids = store.ids(reps)
         finally:
             store.close()
-            signatures.close()
+        outputs = self._output(infos, cluster, sizes, rep_ids, units)
 
         multi = np.flatnonzero(sizes > 1)
         multi_frame = pl.DataFrame(
@@ -692,13 +804,16 @@ def near_duplicates_out_of_core(
     scores: pl.DataFrame | None = None,
     index: Any = None,
     restart: bool = False,
+    dask: str | None = None,
 ) -> OutOfCoreResult:
     """:func:`~curate.dedup.near.near_duplicates` over record shards (Parquet paths or frames,
     in order) through ``work_dir``; rerun with the same folder to resume a killed run. A folder
-    started with other settings is an error, or (``restart``, for a folder the caller owns) cleared."""
+    started with other settings is an error, or (``restart``, for a folder the caller owns) cleared.
+    ``dask`` (``tcp://HOST:PORT`` or ``local:N``) runs the per-shard and per-partition work as Dask
+    tasks, with byte-identical outputs."""
     if index is not None:
         raise CurateError("the out-of-core near dedup takes no --index; use the in-memory path with an index")
-    return OutOfCoreNearDedup(work_dir, params, partitions, scores, restart).run(shards)
+    return OutOfCoreNearDedup(work_dir, params, partitions, scores, restart).run(shards, dask)
 
 
 def use_out_of_core(records: int, above: int | None, index: Any = None, force: bool | None = None) -> bool:
