@@ -70,8 +70,17 @@ def exact_duplicates(records: pl.DataFrame, params: ExactDedupParams | None = No
     if not (first["_fk"] == keys).all():
         first = frame.select(pl.col(ID).first().over("key").alias("_first"))
     first_id = first["_first"]
-    is_first = first_id == records[ID]
     copies = frame.select(pl.len().over("_h" if "_fk" in first.columns else "key").cast(pl.Int64)).to_series()
+    kept, rejects, annotations = first_occurrences(records, first_id, copies)
+    return StageResult(STAGE, params.as_dict(), records.height, kept, rejects, annotations)
+
+
+def first_occurrences(
+    records: pl.DataFrame, first_id: pl.Series, copies: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(kept, rejects, annotations) given each record's first copy's id and its number of copies: a record
+    is kept when it is its own first copy; the others are rejects with ``duplicate_of`` that id."""
+    is_first = first_id == records[ID]
     kept = records.filter(is_first)
     dropped = records.filter(~is_first).with_columns(first_id.filter(~is_first).alias("_first"))
     rejects = rejects_from(
@@ -81,5 +90,4 @@ def exact_duplicates(records: pl.DataFrame, params: ExactDedupParams | None = No
         detail=pl.format("same normalized content as {}", pl.col("_first")),
         duplicate_of=pl.col("_first"),
     )
-    annotations = pl.DataFrame([records[ID], copies.alias("exact_copies")])
-    return StageResult(STAGE, params.as_dict(), records.height, kept, rejects, annotations)
+    return kept, rejects, pl.DataFrame([records[ID], copies.alias("exact_copies")])

@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from curate.dedup.exact import _SEP, REASON, STAGE, ExactDedupParams
+from curate.dedup.exact import _SEP, STAGE, ExactDedupParams, first_occurrences
+from curate.dedup.out_of_core import done_marker, shard_fingerprint, write_ipc
 from curate.errors import CurateError
 from curate.io.atomic import atomic_path, clean_partial, write_json
 from curate.records.normalize import TextNormalization
-from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT, rejects_from
+from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
 from curate.stages.result import StageResult
 
 DONE = "DONE"
@@ -83,33 +84,6 @@ def full_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Ser
         full = pl.DataFrame([head, normalization.series(part[OUTPUT])]).select(pl.concat_str(pl.all(), separator=_SEP))
         key = key.scatter(rows, full.to_series())
     return key.alias("key")
-
-
-def _done(folder: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((folder / DONE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_ipc(path: Path, frame: pl.DataFrame) -> None:
-    with atomic_path(path) as tmp:
-        frame.write_ipc(tmp, compression="uncompressed")
-
-
-def _fingerprint(path: Path) -> str:
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise CurateError(f"exact dedup: cannot read record shard {path}: {error}") from None
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def _frame_fingerprint(frame: pl.DataFrame) -> str:
-    hashes = frame.select(ID, TEXT).hash_rows(seed=0).to_numpy()
-    positions = np.arange(1, hashes.size + 1, dtype=np.uint64)
-    digest = int(np.bitwise_xor.reduce(hashes * positions)) if hashes.size else 0
-    return f"frame:{frame.height}:{digest:016x}"
 
 
 def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
@@ -170,9 +144,9 @@ class OutOfCoreExactDedup:
         start = 0
         for s, shard in enumerate(shards):
             folder = self._dir("hashes", s)
-            info = _done(folder)
+            info = done_marker(folder)
             is_frame = isinstance(shard, pl.DataFrame)
-            fingerprint = _frame_fingerprint(shard) if is_frame else _fingerprint(Path(shard))
+            fingerprint = shard_fingerprint(shard, "exact dedup")
             if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
                 infos.append(info)
                 start += info["rows"]
@@ -194,7 +168,7 @@ class OutOfCoreExactDedup:
             table = pl.DataFrame({"hash": digest, "doc": pl.int_range(start, start + frame.height, eager=True)})
             part = (digest % self.partitions).to_numpy()
             for p in range(self.partitions):
-                _write_ipc(folder / f"hashes-{p}.ipc", table.filter(pl.Series(part == p)))
+                write_ipc(folder / f"hashes-{p}.ipc", table.filter(pl.Series(part == p)))
             info = {"fingerprint": fingerprint, "source": str(path), "start": start, "rows": frame.height}
             write_json(folder / DONE, info)
             infos.append(info)
@@ -221,13 +195,13 @@ class OutOfCoreExactDedup:
         total = 0
         for p in range(self.partitions):
             folder = self._dir("shared", p)
-            info = _done(folder)
+            info = done_marker(folder)
             if info is None:
                 frame = pl.concat([pl.read_ipc(self._dir("hashes", s) / f"hashes-{p}.ipc") for s in range(len(infos))])
                 shared = frame.filter(pl.len().over("hash") > 1).select("doc").sort("doc")
                 shard = self._shard_of(shared["doc"], infos)
                 for s in range(len(infos)):
-                    _write_ipc(folder / f"docs-{s}.ipc", shared.filter(pl.Series(shard == s)))
+                    write_ipc(folder / f"docs-{s}.ipc", shared.filter(pl.Series(shard == s)))
                 info = {"records": shared.height}
                 write_json(folder / DONE, info)
                 self._count("shared")
@@ -239,7 +213,7 @@ class OutOfCoreExactDedup:
     def _keys(self, infos: list[dict[str, Any]]) -> None:
         for s, info in enumerate(infos):
             folder = self._dir("keys", s)
-            if _done(folder) is not None:
+            if done_marker(folder) is not None:
                 continue
             docs = pl.concat([pl.read_ipc(self._dir("shared", p) / f"docs-{s}.ipc") for p in range(self.partitions)])
             local = (docs["doc"].sort() - info["start"]).to_numpy()
@@ -252,7 +226,7 @@ class OutOfCoreExactDedup:
                 )
             part = (table["key"].hash(seed=0) % self.partitions).to_numpy()
             for p in range(self.partitions):
-                _write_ipc(folder / f"keys-{p}.ipc", table.filter(pl.Series(part == p)))
+                write_ipc(folder / f"keys-{p}.ipc", table.filter(pl.Series(part == p)))
             write_json(folder / DONE, {"records": table.height})
             self._count("keys")
 
@@ -261,7 +235,7 @@ class OutOfCoreExactDedup:
     def _groups(self, infos: list[dict[str, Any]]) -> None:
         for p in range(self.partitions):
             folder = self._dir("groups", p)
-            if _done(folder) is not None:
+            if done_marker(folder) is not None:
                 continue
             frame = pl.concat([pl.read_ipc(self._dir("keys", s) / f"keys-{p}.ipc") for s in range(len(infos))])
             frame = frame.sort("doc").select(
@@ -271,7 +245,7 @@ class OutOfCoreExactDedup:
             )
             shard = self._shard_of(frame["doc"], infos)
             for s in range(len(infos)):
-                _write_ipc(folder / f"groups-{s}.ipc", frame.filter(pl.Series(shard == s)))
+                write_ipc(folder / f"groups-{s}.ipc", frame.filter(pl.Series(shard == s)))
             write_json(folder / DONE, {"records": frame.height})
             self._count("groups")
 
@@ -283,7 +257,7 @@ class OutOfCoreExactDedup:
             folder = self._dir("output", s)
             paths = {k: folder / f"{k}.parquet" for k in ("kept", "rejects", "annotations")}
             outputs.append(paths)
-            if _done(folder) is not None:
+            if done_marker(folder) is not None:
                 continue
             records = _read_shard(Path(info["source"]))
             groups = pl.concat(
@@ -294,17 +268,7 @@ class OutOfCoreExactDedup:
             copies = pl.Series("exact_copies", np.ones(records.height, dtype=np.int64))
             if local.size:
                 copies = copies.scatter(local, groups["copies"])
-            is_first = first == records[ID]
-            kept = records.filter(is_first)
-            dropped = records.filter(~is_first).with_columns(first.filter(~is_first).alias("_first"))
-            rejects = rejects_from(
-                dropped,
-                STAGE,
-                REASON,
-                detail=pl.format("same normalized content as {}", pl.col("_first")),
-                duplicate_of=pl.col("_first"),
-            )
-            annotations = pl.DataFrame([records[ID], copies])
+            kept, rejects, annotations = first_occurrences(records, first, copies)
             for name, frame in (("kept", kept), ("rejects", rejects), ("annotations", annotations)):
                 with atomic_path(paths[name]) as tmp:
                     frame.write_parquet(tmp)
@@ -319,7 +283,7 @@ class OutOfCoreExactDedup:
         self._keys(infos)
         self._groups(infos)
         outputs = self._output(infos)
-        rejected = sum(_done(self._dir("output", s))["rejected"] for s in range(len(infos)))
+        rejected = sum(done_marker(self._dir("output", s))["rejected"] for s in range(len(infos)))
         n = infos[-1]["start"] + infos[-1]["rows"]
         stats = {
             "out_of_core": {

@@ -89,12 +89,12 @@ class OutOfCoreResult:
 _LATER_STEPS = ("nodes", "candidates", "estimates", "shingles", "verify", "output")
 
 
-def _fingerprint(path: Path) -> str:
+def _file_fingerprint(path: Path, stage: str) -> str:
     """A Parquet shard's path, size and modification time: a changed file is signed again."""
     try:
         stat = path.stat()
     except OSError as error:
-        raise CurateError(f"near dedup: cannot read record shard {path}: {error}") from None
+        raise CurateError(f"{stage}: cannot read record shard {path}: {error}") from None
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
@@ -114,7 +114,7 @@ def _bound_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
-def _done(folder: Path) -> dict[str, Any] | None:
+def done_marker(folder: Path) -> dict[str, Any] | None:
     """The done marker's contents, or None when the unit is not finished."""
     marker = folder / DONE
     if not marker.exists():
@@ -125,7 +125,7 @@ def _done(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _write_ipc(path: Path, frame: pl.DataFrame) -> None:
+def write_ipc(path: Path, frame: pl.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.write_ipc(tmp, compression="uncompressed")
 
@@ -252,8 +252,11 @@ class _ShingleStore:
         return found
 
 
-def _shard_fingerprint(shard: str | Path | pl.DataFrame) -> str:
-    return _frame_fingerprint(shard) if isinstance(shard, pl.DataFrame) else _fingerprint(Path(shard))
+def shard_fingerprint(shard: str | Path | pl.DataFrame, stage: str = "near dedup") -> str:
+    """What a work folder remembers of an input shard (file or frame), to redo a pass when it changed."""
+    if isinstance(shard, pl.DataFrame):
+        return _frame_fingerprint(shard)
+    return _file_fingerprint(Path(shard), stage)
 
 
 def _shard_rows(shard: str | Path | pl.DataFrame) -> int:
@@ -344,7 +347,7 @@ class OutOfCoreNearDedup:
         if units.client is None:  # one shard at a time: only it is read (shards may be a lazy iterator)
             start = 0
             for s, shard in enumerate(shards):
-                fingerprint = _shard_fingerprint(shard)
+                fingerprint = shard_fingerprint(shard)
                 info = self._signed_before(s, start, fingerprint)
                 if info is None:
                     info = self._sign_shard(s, shard, start, fingerprint)
@@ -354,7 +357,7 @@ class OutOfCoreNearDedup:
         else:  # every shard's first record number up front, from the Parquet footers, then all at once
             shards = list(shards)
             starts = np.concatenate([[0], np.cumsum([_shard_rows(shard) for shard in shards])]).tolist()
-            fingerprints = [_shard_fingerprint(shard) for shard in shards]
+            fingerprints = [shard_fingerprint(shard) for shard in shards]
             infos = [self._signed_before(s, starts[s], fingerprints[s]) for s in range(len(shards))]
             pending = [s for s, info in enumerate(infos) if info is None]
             done = units.map(self, "_sign_shard", [(s, shards[s], starts[s], fingerprints[s]) for s in pending])
@@ -375,7 +378,7 @@ class OutOfCoreNearDedup:
 
     def _signed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
         """Shard ``s``'s done marker when it was signed from the same records at the same start."""
-        info = _done(self._dir("sign", s))
+        info = done_marker(self._dir("sign", s))
         if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
             return info
         return None
@@ -407,14 +410,14 @@ class OutOfCoreNearDedup:
         values = keep_values(frame, self.params.keep, self.scores)
         if values is not None:
             meta = meta.with_columns(values)
-        _write_ipc(folder / "meta.ipc", meta)
+        write_ipc(folder / "meta.ipc", meta)
         has = np.flatnonzero(counts > 0)
         docs = has.astype(np.int64) + start
         full = signature_band_keys(sigs, has, 1, self.params.num_perm, _CHUNK)[:, 0]
         parts = (full % np.uint64(self.partitions)).astype(np.int64)
         for p in range(self.partitions):
             sel = parts == p
-            _write_ipc(folder / f"full-{p}.ipc", pl.DataFrame({"key": full[sel], "doc": docs[sel]}, _FULL_SCHEMA))
+            write_ipc(folder / f"full-{p}.ipc", pl.DataFrame({"key": full[sel], "doc": docs[sel]}, _FULL_SCHEMA))
         keys = signature_band_keys(sigs, has, self.bands, self.rows, _CHUNK)
         del sigs
         band = np.broadcast_to(np.arange(self.bands, dtype=np.uint8), keys.shape).ravel()
@@ -424,7 +427,7 @@ class OutOfCoreNearDedup:
         for p in range(self.partitions):
             sel = parts == p
             frame_p = pl.DataFrame({"band": band[sel], "key": flat[sel], "doc": doc[sel]}, _BAND_SCHEMA)
-            _write_ipc(folder / f"bands-{p}.ipc", frame_p)
+            write_ipc(folder / f"bands-{p}.ipc", frame_p)
         info = {
             "source": source,
             "fingerprint": fingerprint,
@@ -453,7 +456,7 @@ class OutOfCoreNearDedup:
 
     def _pending(self, step: str, count: int) -> list[int]:
         """The units of ``step`` without a done marker."""
-        return [unit for unit in range(count) if _done(self._dir(step, unit)) is None]
+        return [unit for unit in range(count) if done_marker(self._dir(step, unit)) is None]
 
     def _count(self, step: str, ran: list[int]) -> None:
         if ran:
@@ -476,8 +479,8 @@ class OutOfCoreNearDedup:
             pl.len().alias("size"),
         )
         mapping = frame.join(nodes.select("key", "node"), on="key", how="left").select("doc", "node")
-        _write_ipc(folder / "mapping.ipc", mapping)
-        _write_ipc(folder / "nodes.ipc", nodes.select("node", "best_doc", "size"))
+        write_ipc(folder / "mapping.ipc", mapping)
+        write_ipc(folder / "nodes.ipc", nodes.select("node", "best_doc", "size"))
         write_json(folder / DONE, {"nodes": nodes.height})
 
     def _load_nodes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -527,7 +530,7 @@ class OutOfCoreNearDedup:
         )
         part = pairs["left"].to_numpy() % self.partitions
         for q in range(self.partitions):
-            _write_ipc(folder / f"pairs-{q}.ipc", pairs.filter(pl.Series(part == q)))
+            write_ipc(folder / f"pairs-{q}.ipc", pairs.filter(pl.Series(part == q)))
         write_json(folder / DONE, {"pairs": pairs.height})
 
     # -- pass 4: estimates ------------------------------------------------------------------
@@ -542,7 +545,7 @@ class OutOfCoreNearDedup:
         pending = self._pending("estimates", self.partitions)
         units.map(self, "_estimates_partition", [(q, infos) for q in pending])
         self._count("estimates", pending)
-        return sum(_done(self._dir("estimates", q))["pairs"] for q in range(self.partitions))
+        return sum(done_marker(self._dir("estimates", q))["pairs"] for q in range(self.partitions))
 
     def _estimates_partition(self, q: int, infos: list[dict[str, Any]]) -> None:
         cut = self.params.threshold - ESTIMATE_MARGIN if self.params.verify == "exact" else self.params.threshold
@@ -561,7 +564,7 @@ class OutOfCoreNearDedup:
             signatures.close()
         keep = estimate >= cut
         survivors = pl.DataFrame({"left": left[keep], "right": right[keep], "estimate": estimate[keep]})
-        _write_ipc(folder / "survivors.ipc", survivors)
+        write_ipc(folder / "survivors.ipc", survivors)
         write_json(folder / DONE, {"pairs": int(left.size)})
 
     def _survivors(self, q: int) -> pl.DataFrame:
@@ -593,7 +596,7 @@ class OutOfCoreNearDedup:
         _write_npy(folder / "docs.npy", local.astype(np.int64) + info["start"])
         _write_npy(folder / "offsets.npy", offsets)
         _write_npy(folder / "hashes.npy", hashes)
-        _write_ipc(folder / "ids.ipc", frame.select(ID))
+        write_ipc(folder / "ids.ipc", frame.select(ID))
         write_json(folder / DONE, {"records": int(local.size)})
 
     # -- pass 6: verify ---------------------------------------------------------------------
@@ -622,7 +625,7 @@ class OutOfCoreNearDedup:
         keep = similarity >= self.params.threshold
         edges = pl.DataFrame({"left": survivors["left"].filter(keep), "right": survivors["right"].filter(keep)})
         edges = edges.with_columns(pl.Series("similarity", similarity[keep]))
-        _write_ipc(folder / "edges.ipc", edges)
+        write_ipc(folder / "edges.ipc", edges)
         write_json(folder / DONE, {"edges": edges.height})
 
     # -- pass 7: cluster --------------------------------------------------------------------
