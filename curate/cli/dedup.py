@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curate.cli.options import done, finish_stage_parser, stage_parser, start, usage
+from curate.cli.options import done, finish_stage_parser, out_of_core_options, stage_parser, start, usage
 
 
 def _near_params(args: argparse.Namespace, spec):
@@ -110,31 +110,11 @@ def register(sub) -> None:
     g.add_argument("--max-shingles", type=int, help="shingles per text at most (100000)")
     g.add_argument("--index", help="incremental index: a folder, or redis://HOST:PORT/DB?basename=NAME")
     g = p.add_argument_group("exact and near, out of core (same result, bounded memory)")
-    g.add_argument(
-        "--out-of-core",
-        dest="out_of_core",
-        action="store_const",
-        const=True,
-        default=None,
-        help="exact and near dedup through a work folder on disk (default: above --out-of-core-above records)",
-    )
-    g.add_argument(
-        "--in-memory", dest="out_of_core", action="store_const", const=False, help="exact and near dedup in memory"
-    )
-    g.add_argument(
-        "--out-of-core-above",
-        type=int,
-        default=1_000_000,
-        metavar="N",
-        help="records above which exact and near dedup run out of core (1000000)",
-    )
+    out_of_core_options(g)
     g.add_argument(
         "--work-dir",
         help="out-of-core work folder (exact dedup in its exact_dedup/); rerun with it to resume "
         "(default OUT/.checkpoints)",
-    )
-    g.add_argument(
-        "--partitions", type=int, default=16, help="out-of-core hash partitions of the content and LSH keys (16)"
     )
     g.add_argument("--ooc-shard-rows", type=int, default=100_000, help="records per out-of-core shard (100000)")
     g.add_argument(

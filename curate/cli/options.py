@@ -32,6 +32,39 @@ def storage_option(parser: Any) -> None:
     )
 
 
+def out_of_core_options(parser: Any, prefix: str = "") -> None:
+    """``--out-of-core``/``--in-memory``/``--out-of-core-above N``/``--partitions`` for exact and near dedup
+    (``curate dedup`` and ``curate run curate-pretrain``: one rule, ``curate.dedup.out_of_core.use_out_of_core``)."""
+    parser.add_argument(
+        "--out-of-core",
+        dest="out_of_core",
+        action="store_const",
+        const=True,
+        default=None,
+        help=f"{prefix}exact and near dedup through a work folder on disk (default: above --out-of-core-above records)",
+    )
+    parser.add_argument(
+        "--in-memory",
+        dest="out_of_core",
+        action="store_const",
+        const=False,
+        help=f"{prefix}exact and near dedup in memory",
+    )
+    parser.add_argument(
+        "--out-of-core-above",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help=f"{prefix}records above which exact and near dedup run out of core (1000000)",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=16,
+        help=f"{prefix}out-of-core hash partitions of the content and LSH keys (16)",
+    )
+
+
 def export_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
     parser.add_argument("--max-shard-rows", type=int, default=100_000, help="rows per Parquet shard at most")

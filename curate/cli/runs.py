@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from curate.cli.options import storage_option, usage
+from curate.cli.options import out_of_core_options, storage_option, usage
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -88,25 +88,7 @@ def register(sub) -> None:
     p.add_argument("--dask", metavar="ADDRESS", help="per-shard tasks on a Dask cluster: tcp://HOST:PORT or local:N")
     p.add_argument("--shard-rows", type=int, default=100_000, help="records per shard task (default 100000)")
     storage_option(p)
-    p.add_argument(
-        "--out-of-core",
-        dest="out_of_core",
-        action="store_const",
-        const=True,
-        default=None,
-        help="curate-pretrain: exact and near dedup through work folders on disk (default: above --out-of-core-above)",
-    )
-    p.add_argument(
-        "--in-memory", dest="out_of_core", action="store_const", const=False, help="curate-pretrain: dedup in memory"
-    )
-    p.add_argument(
-        "--out-of-core-above",
-        type=int,
-        default=1_000_000,
-        metavar="N",
-        help="curate-pretrain: records above which exact and near dedup run out of core (1000000)",
-    )
-    p.add_argument("--partitions", type=int, default=16, help="curate-pretrain: out-of-core hash partitions (16)")
+    out_of_core_options(p, "curate-pretrain: ")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="local Prefect server + deployments + worker (Ctrl-C stops all)")
