@@ -60,11 +60,14 @@ def exact_dedup_shards(sharded: ShardedRun, params: ExactDedupParams, above: int
 
 
 @task(cache_policy=NONE, persist_result=False)
-def near_dedup_out_of_core_shards(sharded: ShardedRun, params: NearDedupParams, partitions: int):
+def near_dedup_out_of_core_shards(
+    sharded: ShardedRun, params: NearDedupParams, partitions: int, cluster: str | None = None
+):
+    """``cluster``: a running Dask scheduler (``tcp://``) that runs the passes' units as tasks."""
     from curate.dedup.out_of_core import near_duplicates_out_of_core
 
     work = sharded.stage_dir("near_dup")
-    done = near_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
+    done = near_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True, dask=cluster)
     get_run_logger().info("near_dup (out of core): %s", done.stats)
     sharded.add_out_of_core("near_dup", done)
 
@@ -83,10 +86,17 @@ def near_dedup_whole(sharded: ShardedRun, records, params: NearDedupParams, inde
     get_run_logger().info("near_dup: %s", result.stats)
 
 
-def near_dedup_shards(sharded: ShardedRun, params: NearDedupParams, index, above, force, partitions, runner) -> None:
-    """Out of core above ``above`` records (or as ``force`` says; never with an index), else in memory."""
+def near_dedup_shards(
+    sharded: ShardedRun, params: NearDedupParams, index, above, force, partitions, runner, dask: str | None
+) -> None:
+    """Out of core above ``above`` records (or as ``force`` says; never with an index), else in memory.
+    Out of core, the address of a running Dask scheduler runs its passes on that cluster; with ``local:N``
+    they run in the flow process (a second LocalCluster beside the task runner's would only compete for cores)."""
     if use_out_of_core(sharded.records, above, index, force=force if index is None else None):
-        near_dedup_out_of_core_shards(sharded, params, partitions)
+        from curate.run.cluster import local_workers
+
+        cluster = dask if dask and local_workers(dask) is None else None
+        near_dedup_out_of_core_shards(sharded, params, partitions, cluster)
     else:
         records = sharded.whole()
         near_dedup_whole(sharded, records, params, index, sign_shards(runner, records, params, sharded.shard_rows))
@@ -183,7 +193,7 @@ def curate_pretrain(
             if not sharded.skip("near_dup"):
                 with clock("near_dup"):
                     near_dedup_shards(
-                        sharded, near, near_index, near_out_of_core_above, out_of_core, partitions, runner
+                        sharded, near, near_index, near_out_of_core_above, out_of_core, partitions, runner, dask
                     )
             for step in spec.filters:
                 name = step.name or step.use

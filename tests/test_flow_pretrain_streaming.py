@@ -61,7 +61,9 @@ def stages(out: Path) -> dict[str, dict]:
 
 def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: Path) -> None:
     corpus = posts_corpus(data_dir, tmp_path / "posts")
-    runs = {name: tmp_path / name for name in ("memory", "forced", "auto")}
+    from distributed import LocalCluster
+
+    runs = {name: tmp_path / name for name in ("memory", "forced", "auto", "cluster")}
     recipe = str(light_recipe(tmp_path))
     common = {"sources": [str(corpus)], "text_field": "text", "max_shard_rows": 300, "recipe": recipe}
     with prefect_test_harness(server_startup_timeout=120):
@@ -75,6 +77,14 @@ def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: P
             dask="local:2",
             **common,
         )
+        # A running scheduler (tcp://): the filters and the out-of-core near dedup's passes run on it.
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster:
+            address = cluster.scheduler_address
+            curate_pretrain(out=str(runs["cluster"]), shard_rows=SHARD_ROWS, out_of_core=True, dask=address, **common)
+            # The out-of-core passes' units (curate.dedup.out_of_core._call, Dask's prefix "call") ran there.
+            assert {"call", "filter_shard"} <= set(cluster.scheduler.task_prefixes), cluster.scheduler.task_prefixes
     memory = stages(runs["memory"])
     assert list(memory) == ["ingest", "exact_dedup", "near_dup", "language", "pii"]
     assert memory["exact_dedup"]["rejected"] > 4000 and memory["near_dup"]["rejected"] > 0
@@ -82,7 +92,7 @@ def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: P
     assert all("out_of_core" not in s.get("stats", {}) for s in memory.values())
     data = outputs(runs["memory"])["data"]
     assert len(data) > 1  # bounded output shards (max_shard_rows), not one file
-    for name in ("forced", "auto"):
+    for name in ("forced", "auto", "cluster"):
         other = stages(runs[name])
         assert outputs(runs[name])["data"] == data, name  # the same bytes
         for stage in ("exact_dedup", "near_dup"):
