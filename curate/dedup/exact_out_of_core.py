@@ -34,9 +34,9 @@ import numpy as np
 import polars as pl
 
 from curate.dedup.exact import _SEP, STAGE, ExactDedupParams, first_occurrences
-from curate.dedup.out_of_core import done_marker, shard_fingerprint, write_ipc
+from curate.dedup.out_of_core import done_marker, shard_fingerprint, start_work_folder, write_ipc
 from curate.errors import CurateError
-from curate.io.atomic import atomic_path, clean_partial, write_json
+from curate.io.atomic import atomic_path, write_json
 from curate.records.normalize import TextNormalization
 from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
 from curate.stages.result import StageResult
@@ -123,19 +123,8 @@ class OutOfCoreExactDedup:
         self.ran[step] = self.ran.get(step, 0) + 1
 
     def _start(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
-        clean_partial(self.work)
-        plan = json.loads(json.dumps({"params": self.params.as_dict(), "partitions": self.partitions}))
-        plan_path = self.work / "plan.json"
-        if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
-            if not self.restart:
-                raise CurateError(
-                    f"exact dedup work folder {self.work} was started with other settings; use a new folder"
-                )
-            shutil.rmtree(self.work)
-            self.work.mkdir(parents=True)
-        if not plan_path.exists():
-            write_json(plan_path, plan)
+        plan = {"params": self.params.as_dict(), "partitions": self.partitions}
+        start_work_folder(self.work, plan, self.restart, "exact dedup")
 
     # -- pass 1: hashes ---------------------------------------------------------------------
 

@@ -106,6 +106,22 @@ def _frame_fingerprint(frame: pl.DataFrame) -> str:
     return f"frame:{frame.height}:{digest:016x}"
 
 
+def start_work_folder(work: Path, plan: dict[str, Any], restart: bool, stage: str) -> None:
+    """Open a work folder for ``plan``: leftovers of a killed write are removed; a folder started with
+    another plan is refused, or emptied when ``restart`` says so (only curate's own work is in it)."""
+    work.mkdir(parents=True, exist_ok=True)
+    clean_partial(work)
+    plan = json.loads(json.dumps(plan))
+    plan_path = work / "plan.json"
+    if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
+        if not restart:
+            raise CurateError(f"{stage} work folder {work} was started with other settings; use a new folder")
+        shutil.rmtree(work)
+        work.mkdir(parents=True)
+    if not plan_path.exists():
+        write_json(plan_path, plan)
+
+
 def _bound_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's malloc arenas (process-wide, like ``MALLOC_ARENA_MAX``). Signing shard after
     shard on threads otherwise leaves memory fragmented across per-thread arenas: measured, the
@@ -321,24 +337,11 @@ class OutOfCoreNearDedup:
         return self.work / step / f"{unit:05d}"
 
     def _start(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
-        clean_partial(self.work)
         scores = None
         if self.scores is not None:
             scores = int(np.bitwise_xor.reduce(self.scores.hash_rows(seed=0).to_numpy())) if self.scores.height else 0
-        plan = json.loads(
-            json.dumps({"params": self.params.as_dict(), "partitions": self.partitions, "scores": scores})
-        )
-        plan_path = self.work / "plan.json"
-        if plan_path.exists() and json.loads(plan_path.read_text()) != plan:
-            if not self.restart:
-                raise CurateError(
-                    f"near dedup work folder {self.work} was started with other settings; use a new folder"
-                )
-            shutil.rmtree(self.work)
-            self.work.mkdir(parents=True)
-        if not plan_path.exists():
-            write_json(plan_path, plan)
+        plan = {"params": self.params.as_dict(), "partitions": self.partitions, "scores": scores}
+        start_work_folder(self.work, plan, self.restart, "near dedup")
 
     # -- pass 1: sign -----------------------------------------------------------------------
 
