@@ -54,8 +54,12 @@ def size_category(n: int) -> str:
     return next((label for bound, label in _SIZE_CATEGORIES if n < bound), "n>100M")
 
 
-def _licenses(manifest: dict[str, Any], records: pl.DataFrame) -> tuple[list[str], str | None]:
-    found = sorted(set(records["license"].drop_nulls().to_list())) if records.height else []
+def _distinct(frame: pl.LazyFrame, column: str) -> list[Any]:
+    return sorted(frame.select(pl.col(column).drop_nulls().unique()).collect()[column].to_list())
+
+
+def _licenses(manifest: dict[str, Any], kept: pl.LazyFrame) -> tuple[list[str], str | None]:
+    found = _distinct(kept, "license")
     if not found:
         found = sorted(
             {
@@ -83,8 +87,9 @@ def _example(records: pl.DataFrame) -> dict[str, Any]:
     return {k: (v[:300] + "…" if isinstance(v, str) and len(v) > 300 else v) for k, v in row.items()}
 
 
-def _word_counts(texts: pl.Series) -> np.ndarray:
-    return texts.fill_null("").str.count_matches(r"\S+").to_numpy().astype(float)
+def _word_counts(frame: pl.LazyFrame, field: str) -> np.ndarray:
+    words = frame.select(pl.col(field).fill_null("").str.count_matches(r"\S+")).collect()
+    return words[field].to_numpy().astype(float)
 
 
 FIGURE_FILES = ("funnel.png", "lengths.png", "clusters.png")
@@ -92,23 +97,30 @@ FIGURE_FILES = ("funnel.png", "lengths.png", "clusters.png")
 
 def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
     """The card's text and the facts it was made from; ``draw`` renders ``RUN/figures/`` too."""
+    from curate.records.schema import RECORD_SCHEMA, conform
+
     manifest = run.manifest()
-    records = run.records()
+    # The kept records and the rejects are scanned, column by column, never held whole: a card of a
+    # pretraining run of millions of records needs counts, distinct values and a few rows, not the corpus.
+    kept = pl.scan_parquet(run.data_files())
+    example = conform(kept.head(1).collect(), RECORD_SCHEMA)
+    rows = int(kept.select(pl.len()).collect().item())
     name = manifest.get("name") or run.root.name
     rejects = {
-        stage: pl.read_parquet(path) for stage, path in _stage_files(run, manifest, "rejects").items() if path.exists()
+        stage: pl.scan_parquet(path) for stage, path in _stage_files(run, manifest, "rejects").items() if path.exists()
     }
     annotations = _stage_files(run, manifest, "annotations")
-    licenses, licence_warning = _licenses(manifest, records)
-    kinds = sorted(set(records["kind"].to_list())) if records.height else []
+    licenses, licence_warning = _licenses(manifest, kept)
+    kinds = _distinct(kept, "kind")
     datasets = sorted({i.get("dataset") or i["source"] for i in manifest["inputs"]})
 
     languages: dict[str, int] = {}
     if "language" in annotations and annotations["language"].exists():
-        lang = pl.read_parquet(annotations["language"], columns=["id", "language"])
-        kept_lang = records.select("id").join(lang, on="id", how="left")["language"].fill_null("und")
-        languages = dict(sorted(kept_lang.value_counts().iter_rows(), key=lambda r: (-r[1], r[0])))
-    language_codes = [code for code, n in languages.items() if code != "und" and n >= 0.01 * max(1, records.height)]
+        lang = pl.scan_parquet(annotations["language"]).select("id", "language")
+        kept_lang = kept.select("id").join(lang, on="id", how="left").select(pl.col("language").fill_null("und"))
+        counts = kept_lang.group_by("language").len().collect()
+        languages = dict(sorted(counts.iter_rows(), key=lambda r: (-r[1], r[0])))
+    language_codes = [code for code, n in languages.items() if code != "und" and n >= 0.01 * max(1, rows)]
 
     field = "output" if "instruction" in kinds else "text"
     if draw:
@@ -116,10 +128,10 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
 
         figures_dir = run.root / "figures"
         figures.funnel(manifest["stages"], figures_dir / "funnel.png")
-        before_parts = [records.select(field)] + [r.select(field) for s, r in rejects.items() if s != "ingest"]
-        before = pl.concat(before_parts)[field] if before_parts else pl.Series([], dtype=pl.String)
+        kept_words = _word_counts(kept, field)
+        before = np.concatenate([kept_words] + [_word_counts(r, field) for s, r in rejects.items() if s != "ingest"])
         figures.histograms(
-            {"before curation": _word_counts(before), "kept": _word_counts(records[field])},
+            {"before curation": before, "kept": kept_words},
             figures_dir / "lengths.png",
             f"Length of `{field}` in words, before and after curation",
             "words (log scale)",
@@ -132,12 +144,12 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
     clusters = None
     near = annotations.get("near_dup")
     if near is not None and near.exists():
-        ann = pl.read_parquet(near)
-        sizes = ann.group_by("cluster_id").agg(pl.len().alias("size")).filter(pl.col("size") > 1)
+        ann = pl.scan_parquet(near)
+        sizes = ann.group_by("cluster_id").agg(pl.len().alias("size")).filter(pl.col("size") > 1).collect()
         if sizes.height:
             largest = sizes.sort(["size", "cluster_id"], descending=[True, False]).row(0, named=True)
             rep = (
-                rejects.get("near_dup", pl.DataFrame()).filter(pl.col("duplicate_of") == largest["cluster_id"])
+                rejects["near_dup"].filter(pl.col("duplicate_of") == largest["cluster_id"]).head(1).collect()
                 if "near_dup" in rejects
                 else pl.DataFrame()
             )
@@ -152,7 +164,7 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
                     "clusters",
                 )
             shown_figures.append("clusters.png")
-            kept_text = records.filter(pl.col("id") == largest["cluster_id"])["text"]
+            kept_text = kept.filter(pl.col("id") == largest["cluster_id"]).select("text").collect()["text"]
             clusters = {
                 "count": sizes.height,
                 "records_in_clusters": int(sizes["size"].sum()),
@@ -163,12 +175,15 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
 
     pii = None
     if "pii" in annotations and annotations["pii"].exists():
-        ann = pl.read_parquet(annotations["pii"])
-        counts = {c: int(ann[c].sum()) for c in ("pii_emails", "pii_phones", "pii_ips") if c in ann.columns}
+        ann = pl.scan_parquet(annotations["pii"])
+        present = ann.collect_schema().names()
+        wanted = [c for c in ("pii_emails", "pii_phones", "pii_ips", "pii_found") if c in present]
+        sums = ann.select(pl.col(c).cast(pl.Int64).sum() for c in wanted).collect().row(0, named=True) if wanted else {}
+        counts = {c: int(sums[c]) for c in ("pii_emails", "pii_phones", "pii_ips") if c in sums}
         stage = next(s for s in manifest["stages"] if s["name"] == "pii")
         pii = {
             "counts": counts,
-            "records": int(ann["pii_found"].sum()) if "pii_found" in ann.columns else None,
+            "records": int(sums["pii_found"]) if "pii_found" in sums else None,
             "params": stage["params"],
         }
 
@@ -176,7 +191,7 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
     num_bytes = int(sum(f["bytes"] for f in data_files))
     facts = {
         "name": name,
-        "rows": records.height,
+        "rows": rows,
         "licenses": licenses,
         "languages": languages,
         "language_codes": language_codes,
@@ -191,7 +206,7 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
         "license": licenses[0] if len(licenses) == 1 else licenses,
         "language": language_codes or None,
         "task_categories": ["text-generation"],
-        "size_categories": [size_category(records.height)],
+        "size_categories": [size_category(rows)],
         "source_datasets": [f"extended|{d}" for d in datasets],
         "tags": [
             "curate",
@@ -203,15 +218,15 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
         "dataset_info": {
             "features": [
                 {"name": c, "list": _LIST_FEATURES[c]} if c in _LIST_FEATURES else {"name": c, "dtype": "string"}
-                for c in records.columns
+                for c in example.columns
             ],
-            "splits": [{"name": "train", "num_bytes": num_bytes, "num_examples": records.height}],
+            "splits": [{"name": "train", "num_bytes": num_bytes, "num_examples": rows}],
             "download_size": num_bytes,
             "dataset_size": num_bytes,
         },
     }
     metadata = {k: v for k, v in metadata.items() if v is not None}
-    body = _body(run, manifest, records, rejects, facts, licence_warning, kinds)
+    body = _body(run, manifest, example, rejects, facts, licence_warning, kinds)
     front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n{body}", facts
 
@@ -319,10 +334,8 @@ def _body(
     out += ["### What was removed", ""]
     shown = 0
     for stage, frame in rejects.items():
-        if frame.height == 0:
-            continue
-        for reason in sorted(set(frame["reason"].to_list()))[:8]:
-            sample = frame.filter(pl.col("reason") == reason).head(2)
+        for reason in _distinct(frame, "reason")[:8]:
+            sample = frame.filter(pl.col("reason") == reason).head(2).collect()
             for row in sample.iter_rows(named=True):
                 text = (row["text"] or "")[:160].replace("\n", " ").replace("|", "\\|")
                 out.append(f"- `{stage}` / `{reason}`: “{text}” — {row['detail'] or ''}")
