@@ -31,12 +31,14 @@ class ExactDedupParams:
         return {"normalization": self.normalization.as_dict()}
 
 
-def dedup_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Series:
+def dedup_keys(records: pl.DataFrame, normalization: TextNormalization, every_output: bool = False) -> pl.Series:
     """The normalized comparison key of every record.
 
     Two instruction records can only be duplicates if their instructions and inputs match,
     so outputs (the long field) are normalized only for records whose instruction and input
     are shared with another; every other record gets a key unique to it (its tagged id).
+    ``every_output``: every instruction record's full key instead (out-of-core dedup sees one
+    shard at a time, so it cannot tell which instructions are shared across the corpus).
     """
     whole_text = ((records[KIND] == KIND_TEXT) | records[MESSAGES].is_not_null()).alias("whole")
     key = pl.Series("key", [None] * records.height, dtype=pl.String)
@@ -48,7 +50,7 @@ def dedup_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Se
         part = records.select(INSTRUCTION, INPUT, OUTPUT, ID).gather(rows)
         head = pl.DataFrame([normalization.series(part[INSTRUCTION]), normalization.series(part[INPUT])])
         head = head.select(pl.concat_str(pl.all(), separator=_SEP)).to_series()
-        shared = head.is_duplicated()
+        shared = pl.repeat(True, head.len(), eager=True) if every_output else head.is_duplicated()
         joined = ("\x00unique:" + part[ID]).alias("key")
         if shared.any():
             candidates = shared.arg_true()

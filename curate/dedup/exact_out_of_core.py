@@ -26,20 +26,17 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from curate.dedup.exact import _SEP, STAGE, ExactDedupParams, first_occurrences
-from curate.dedup.out_of_core import done_marker, shard_fingerprint, start_work_folder, write_ipc
+from curate.dedup.exact import STAGE, ExactDedupParams, dedup_keys, first_occurrences
+from curate.dedup.out_of_core import OutOfCoreResult, done_marker, shard_fingerprint, start_work_folder, write_ipc
 from curate.errors import CurateError
 from curate.io.atomic import atomic_path, write_json
-from curate.records.normalize import TextNormalization
-from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, KIND_TEXT, MESSAGES, OUTPUT, TEXT
-from curate.stages.result import StageResult
+from curate.records.schema import ID, INPUT, INSTRUCTION, KIND, MESSAGES, OUTPUT, TEXT
 
 DONE = "DONE"
 _KEY_COLUMNS = [ID, KIND, INSTRUCTION, INPUT, OUTPUT, TEXT, MESSAGES]
@@ -47,43 +44,6 @@ _HASH_SCHEMA = {"hash": pl.UInt64, "doc": pl.Int64}
 _KEY_SCHEMA = {"doc": pl.Int64, "id": pl.String, "key": pl.String}
 _GROUP_SCHEMA = {"doc": pl.Int64, "first": pl.String, "copies": pl.Int64}
 _LATER_STEPS = ("shared", "keys", "groups", "output")
-
-
-@dataclass
-class ExactOutOfCoreResult:
-    """Where the per-shard outputs are, with the stage's counts (as :class:`StageResult`)."""
-
-    params: dict[str, Any]
-    n_in: int
-    kept: int
-    rejected: int
-    shards: list[dict[str, Path]]
-    stats: dict[str, Any] = field(default_factory=dict)
-    name: str = STAGE
-
-    def to_stage_result(self) -> StageResult:
-        """All shards' outputs read back into one :class:`StageResult` (for callers that hold records in memory)."""
-        kept = pl.concat([pl.read_parquet(s["kept"]) for s in self.shards], how="vertical_relaxed")
-        rejects = pl.concat([pl.read_parquet(s["rejects"]) for s in self.shards], how="vertical_relaxed")
-        annotations = pl.concat([pl.read_parquet(s["annotations"]) for s in self.shards])
-        return StageResult(STAGE, self.params, self.n_in, kept, rejects, annotations, dict(self.stats))
-
-
-def full_keys(records: pl.DataFrame, normalization: TextNormalization) -> pl.Series:
-    """Every record's normalized content (see the module docstring), null-safe like the in-memory keys."""
-    whole_text = (records[KIND] == KIND_TEXT) | records[MESSAGES].is_not_null()
-    key = pl.Series("key", [None] * records.height, dtype=pl.String)
-    rows = whole_text.arg_true()
-    if rows.len():
-        key = key.scatter(rows, normalization.series(records[TEXT].gather(rows)))
-    rows = (~whole_text).arg_true()
-    if rows.len():
-        part = records.select(INSTRUCTION, INPUT, OUTPUT).gather(rows)
-        head = pl.DataFrame([normalization.series(part[INSTRUCTION]), normalization.series(part[INPUT])])
-        head = head.select(pl.concat_str(pl.all(), separator=_SEP)).to_series()
-        full = pl.DataFrame([head, normalization.series(part[OUTPUT])]).select(pl.concat_str(pl.all(), separator=_SEP))
-        key = key.scatter(rows, full.to_series())
-    return key.alias("key")
 
 
 def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
@@ -153,7 +113,7 @@ class OutOfCoreExactDedup:
             else:
                 path = Path(shard)
                 frame = _read_shard(path, _KEY_COLUMNS)
-            digest = full_keys(frame, self.params.normalization).hash(seed=0)
+            digest = dedup_keys(frame, self.params.normalization, every_output=True).hash(seed=0)
             table = pl.DataFrame({"hash": digest, "doc": pl.int_range(start, start + frame.height, eager=True)})
             part = (digest % self.partitions).to_numpy()
             for p in range(self.partitions):
@@ -210,9 +170,8 @@ class OutOfCoreExactDedup:
             if frame is None:
                 table = pl.DataFrame(schema=_KEY_SCHEMA)
             else:
-                table = pl.DataFrame(
-                    {"doc": local + info["start"], ID: frame[ID], "key": full_keys(frame, self.params.normalization)}
-                )
+                keys = dedup_keys(frame, self.params.normalization, every_output=True)
+                table = pl.DataFrame({"doc": local + info["start"], ID: frame[ID], "key": keys})
             part = (table["key"].hash(seed=0) % self.partitions).to_numpy()
             for p in range(self.partitions):
                 write_ipc(folder / f"keys-{p}.ipc", table.filter(pl.Series(part == p)))
@@ -265,7 +224,7 @@ class OutOfCoreExactDedup:
             self._count("output")
         return outputs
 
-    def run(self, shards: Iterable[str | Path | pl.DataFrame]) -> ExactOutOfCoreResult:
+    def run(self, shards: Iterable[str | Path | pl.DataFrame]) -> OutOfCoreResult:
         self._start()
         infos = self._hashes(shards)
         shared = self._shared(infos)
@@ -282,7 +241,7 @@ class OutOfCoreExactDedup:
                 "ran": dict(self.ran),
             }
         }
-        return ExactOutOfCoreResult(self.params.as_dict(), n, n - rejected, rejected, outputs, stats)
+        return OutOfCoreResult(self.params.as_dict(), n, n - rejected, rejected, outputs, stats, STAGE)
 
 
 def exact_duplicates_out_of_core(
@@ -291,7 +250,7 @@ def exact_duplicates_out_of_core(
     params: ExactDedupParams | None = None,
     partitions: int = 16,
     restart: bool = False,
-) -> ExactOutOfCoreResult:
+) -> OutOfCoreResult:
     """:func:`~curate.dedup.exact.exact_duplicates` over record shards (Parquet paths or frames,
     in order) through ``work_dir``; rerun with the same folder to resume a killed run. A folder
     started with other settings is an error, or (``restart``, for a folder the caller owns) cleared."""

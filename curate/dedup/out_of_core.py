@@ -67,7 +67,8 @@ _PAIR_SCHEMA = {"left": pl.Int64, "right": pl.Int64}
 
 @dataclass
 class OutOfCoreResult:
-    """Where the per-shard outputs are, with the stage's counts and stats (as :class:`StageResult`)."""
+    """Where an out-of-core stage's per-shard outputs are (near or exact dedup: ``name``), with the stage's
+    counts and stats (as :class:`StageResult`)."""
 
     params: dict[str, Any]
     n_in: int
@@ -75,15 +76,14 @@ class OutOfCoreResult:
     rejected: int
     shards: list[dict[str, Path]]
     stats: dict[str, Any] = field(default_factory=dict)
+    name: str = STAGE
 
     def to_stage_result(self) -> StageResult:
         """All shards' outputs read back into one :class:`StageResult` (for callers that hold records in memory)."""
         kept = pl.concat([pl.read_parquet(s["kept"]) for s in self.shards], how="vertical_relaxed")
         rejects = pl.concat([pl.read_parquet(s["rejects"]) for s in self.shards], how="vertical_relaxed")
         annotations = pl.concat([pl.read_parquet(s["annotations"]) for s in self.shards])
-        result = StageResult(STAGE, self.params, self.n_in, kept, rejects, annotations)
-        result.stats = self.stats
-        return result
+        return StageResult(self.name, self.params, self.n_in, kept, rejects, annotations, dict(self.stats))
 
 
 _LATER_STEPS = ("nodes", "candidates", "estimates", "shingles", "verify", "output")
