@@ -18,7 +18,9 @@ from curate.errors import CurateError
 from curate.records.normalize import TextNormalization
 from curate.records.schema import conform
 from curate.stages.result import StageResult
+from tests import out_of_core_checks
 from tests.conftest import ingested, run_cli
+from tests.out_of_core_checks import assert_same_records
 
 SHARD_ROWS = 700
 PARTITIONS = 3
@@ -42,24 +44,11 @@ def corpus() -> pl.DataFrame:
 
 
 def parquet_shards(frame: pl.DataFrame, folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, part in enumerate(frame_shards(frame, SHARD_ROWS)):
-        path = folder / f"part-{i:03d}.parquet"
-        part.write_parquet(path)
-        paths.append(path)
-    return paths
+    return out_of_core_checks.parquet_shards(frame, folder, SHARD_ROWS)
 
 
 def assert_identical(memory: StageResult, out_of_core: StageResult) -> None:
-    assert out_of_core.n_in == memory.n_in
-    out_of_core.check()
-    assert out_of_core.kept["id"].to_list() == memory.kept["id"].to_list()
-    assert out_of_core.kept.equals(memory.kept)
-    columns = ["id", "duplicate_of", "detail", "reason", "stage"]
-    assert out_of_core.rejects.select(columns).equals(memory.rejects.select(columns))
-    assert out_of_core.rejects.equals(memory.rejects)
-    assert out_of_core.annotations.equals(memory.annotations)
+    assert_same_records(memory, out_of_core)
     assert out_of_core.record()["rejected_by_reason"] == memory.record()["rejected_by_reason"]
 
 
