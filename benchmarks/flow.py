@@ -97,9 +97,6 @@ def plain(out: str, source: str, recipe_path: str) -> None:
     print("stage seconds: " + json.dumps(clock.seconds))
 
 
-CPU_SECONDS: list[float] = []
-
-
 def _children_cpu() -> float:
     import resource
 
@@ -118,19 +115,19 @@ signatures(shingle(pl.Series(["one two three four five six"]), ShingleParams()),
 """
 
 
-def timed(command: list[str], env: dict[str, str]) -> tuple[float, dict[str, float]]:
-    """Wall time of a command and the stage seconds it printed; its CPU seconds (its whole process
-    tree, workers included) go to ``CPU_SECONDS``: unlike wall time they barely move with the load."""
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, dict[str, float], float]:
+    """Wall time of a command, the stage seconds it printed, and its CPU seconds (its whole process
+    tree, workers included), which unlike wall time barely move with the load."""
     import subprocess
 
     cpu, start = _children_cpu(), time.perf_counter()
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    CPU_SECONDS.append(round(_children_cpu() - cpu, 1))
+    cpu = round(_children_cpu() - cpu, 1)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("stage seconds: ")]
-    return seconds, json.loads(lines[-1].removeprefix("stage seconds: ")) if lines else {}
+    return seconds, json.loads(lines[-1].removeprefix("stage seconds: ")) if lines else {}, cpu
 
 
 def fresh_caches(env: dict[str, str], root: str, name: str) -> dict[str, str]:
@@ -139,7 +136,7 @@ def fresh_caches(env: dict[str, str], root: str, name: str) -> dict[str, str]:
     return {**env, "CURATE_EMBED_CACHE": f"{root}/{name}-embeddings"}
 
 
-def served_run(env: dict[str, str], flow: list[str]) -> tuple[float, dict[str, float]]:
+def served_run(env: dict[str, str], flow: list[str]) -> tuple[float, dict[str, float], float]:
     """The cold flow against an already running server (as deployments and `curate serve` run)."""
     import subprocess
 
@@ -188,28 +185,27 @@ def main() -> None:
 
             default = yaml.safe_load(DEFAULT_RECIPE.read_text())
             Path(recipe).write_text(yaml.safe_dump({"name": "bench-quick", "filters": default["filters"]}))
-        first_use, _ = timed([sys.executable, "-c", FIRST_USE], env)
+        first_use, _, _ = timed([sys.executable, "-c", FIRST_USE], env)
 
         def flow_command(out: str) -> list[str]:
             return [sys.executable, "-m", "flows.curate_alpaca", source, "--out", out, "--recipe", recipe]
 
-        colds, plains, cold_cpu, plain_cpu = [], [], [], []
+        colds, plains = [], []
         for round_ in range(args.rounds):
             # Alternating, each round into fresh folders and caches; the medians are reported.
             colds.append(timed(flow_command(f"{tmp}/flow{round_}"), fresh_caches(env, tmp, f"flow{round_}")))
-            cold_cpu.append(CPU_SECONDS[-1])
-            log(f"cold flow, round {round_ + 1}: {colds[-1][0]:.1f} s ({cold_cpu[-1]} CPU s) {colds[-1][1]}")
+            log(f"cold flow, round {round_ + 1}: {colds[-1][0]:.1f} s ({colds[-1][2]} CPU s) {colds[-1][1]}")
             plain_command = [sys.executable, __file__, "--plain", f"{tmp}/plain{round_}", source, recipe]
             plains.append(timed(plain_command, fresh_caches(env, tmp, f"plain{round_}")))
-            plain_cpu.append(CPU_SECONDS[-1])
-            log(f"plain calls, round {round_ + 1}: {plains[-1][0]:.1f} s ({plain_cpu[-1]} CPU s) {plains[-1][1]}")
+            log(f"plain calls, round {round_ + 1}: {plains[-1][0]:.1f} s ({plains[-1][2]} CPU s) {plains[-1][1]}")
         # Medians of the rounds' wall seconds; the stage times shown are the lower-middle round's.
         cold, baseline = statistics.median(c[0] for c in colds), statistics.median(p[0] for p in plains)
-        stages = sorted(colds, key=lambda pair: pair[0])[(len(colds) - 1) // 2][1]
-        plain_stages = sorted(plains, key=lambda pair: pair[0])[(len(plains) - 1) // 2][1]
-        warm, _ = timed(flow_command(f"{tmp}/flow0"), fresh_caches(env, tmp, "warm"))
+        stages = sorted(colds, key=lambda run: run[0])[(len(colds) - 1) // 2][1]
+        plain_stages = sorted(plains, key=lambda run: run[0])[(len(plains) - 1) // 2][1]
+        cold_cpu, plain_cpu = [c[2] for c in colds], [p[2] for p in plains]
+        warm, _, _ = timed(flow_command(f"{tmp}/flow0"), fresh_caches(env, tmp, "warm"))
         log(f"warm flow (up to date): {warm:.1f} s")
-        served, served_stages = served_run(fresh_caches(env, tmp, "served"), flow_command(f"{tmp}/served"))
+        served, served_stages, _ = served_run(fresh_caches(env, tmp, "served"), flow_command(f"{tmp}/served"))
         log(f"cold flow against a running server: {served:.1f} s {served_stages}")
         manifest = json.loads(Path(f"{tmp}/flow0/manifest.json").read_text())
         runs = [f"{tmp}/{side}{r}" for r in range(args.rounds) for side in ("flow", "plain")] + [f"{tmp}/served"]

@@ -17,6 +17,7 @@ complete, so a killed run keeps what it finished and a rerun encodes nothing twi
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -87,6 +88,7 @@ class EncodeStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
 def native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AMX-BF16 or AVX512-BF16), where bf16 autocast pays."""
     try:
