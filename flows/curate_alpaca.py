@@ -296,14 +296,17 @@ def main() -> None:
     parser.add_argument("--recipe", help="recipe YAML (default curate/recipes/curate-alpaca.yaml)")
     parser.add_argument("--keep", type=int, help="records the main selection keeps (recipe default 9000)")
     args = parser.parse_args()
-    result = curate_alpaca(
-        sources=args.sources,
-        out=args.out,
-        dask=args.dask,
-        shard_rows=args.shard_rows,
-        recipe=args.recipe,
-        keep_n=args.keep,
-    )
+    from flows.temporary_server import temporary_server
+
+    with temporary_server():
+        result = curate_alpaca(
+            sources=args.sources,
+            out=args.out,
+            dask=args.dask,
+            shard_rows=args.shard_rows,
+            recipe=args.recipe,
+            keep_n=args.keep,
+        )
     print_result(result)
     print(f"\ncurate-alpaca done: {result['kept']:,} of {result['in']:,} records kept")
 

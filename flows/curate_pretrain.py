@@ -221,19 +221,22 @@ def main() -> None:
     parser.add_argument("--out-of-core-above", type=int, default=1_000_000, metavar="N")
     parser.add_argument("--partitions", type=int, default=16, help="out-of-core hash partitions")
     args = parser.parse_args()
-    result = curate_pretrain(
-        sources=args.sources,
-        out=args.out,
-        text_field=args.text_field,
-        delimiter=args.delimiter,
-        recipe=args.recipe,
-        dask=args.dask,
-        shard_rows=args.shard_rows,
-        out_of_core=args.out_of_core,
-        exact_out_of_core_above=args.out_of_core_above,
-        near_out_of_core_above=args.out_of_core_above,
-        partitions=args.partitions,
-    )
+    from flows.temporary_server import PRETRAIN_IMPORTS, temporary_server
+
+    with temporary_server(PRETRAIN_IMPORTS):
+        result = curate_pretrain(
+            sources=args.sources,
+            out=args.out,
+            text_field=args.text_field,
+            delimiter=args.delimiter,
+            recipe=args.recipe,
+            dask=args.dask,
+            shard_rows=args.shard_rows,
+            out_of_core=args.out_of_core,
+            exact_out_of_core_above=args.out_of_core_above,
+            near_out_of_core_above=args.out_of_core_above,
+            partitions=args.partitions,
+        )
     print_result(result)
 
 

@@ -11,26 +11,31 @@ from curate.cli.options import out_of_core_options, storage_option, usage
 
 def cmd_run(args: argparse.Namespace) -> None:
     import os
-    from pathlib import Path
 
     # Prefect's ephemeral server gets 20 s to start by default; a busy 2-core machine needs more.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     from curate.io.storage import is_remote
-    from curate.run.directory import RunDir
-    from curate.run.funnel import summary, warnings
 
     out = args.out or f"runs/{args.flow}"
     if args.flow == "curate-alpaca" and is_remote(out):
         raise usage("curate-alpaca writes its selections as runs nested in --out: give a local --out for now")
+    if args.flow == "curate-pretrain" and not args.sources:
+        raise usage("curate-pretrain needs at least one SOURCE (files, folders of shards or registry names)")
     _check_storage(args.sources, out)
+    from flows.temporary_server import PRETRAIN_IMPORTS, WARM_IMPORTS, temporary_server
+
+    with temporary_server(PRETRAIN_IMPORTS if args.flow == "curate-pretrain" else WARM_IMPORTS):
+        result = _run_flow(args, out)
+    _print_summary(out, result)
+
+
+def _run_flow(args: argparse.Namespace, out: str) -> dict:
     scale = {"dask": args.dask, "shard_rows": args.shard_rows, "overwrite": args.overwrite}
     if args.flow == "curate-pretrain":
         from flows.curate_pretrain import curate_pretrain
 
-        if not args.sources:
-            raise usage("curate-pretrain needs at least one SOURCE (files, folders of shards or registry names)")
         out_of_core = {
             "out_of_core": args.out_of_core,
             "exact_out_of_core_above": args.out_of_core_above,
@@ -45,6 +50,16 @@ def cmd_run(args: argparse.Namespace) -> None:
 
         sources = args.sources or ["alpaca"]
         result = curate_alpaca(sources=sources, out=out, recipe=args.recipe, keep_n=args.keep, **scale)
+    return result
+
+
+def _print_summary(out: str, result: dict) -> None:
+    from pathlib import Path
+
+    from curate.io.storage import is_remote
+    from curate.run.directory import RunDir
+    from curate.run.funnel import summary, warnings
+
     manifest = RunDir(out).manifest()
     print(summary(manifest, out))
     card = f"{out}/README.md" if is_remote(out) else result["card"]  # a staged run's card is uploaded too
