@@ -7,7 +7,8 @@ and writes shards. The filters come from curate/recipes/curate-pretrain.yaml (la
 gopher_quality, c4_quality, pii with redaction) and map over the shards, on local threads or on
 a Dask cluster (``dask``). Exact and near dedup need the whole corpus: above their out-of-core
 thresholds they run through hash-partitioned work folders (bounded memory), below them in memory
-(same result). A killed run resumes at the stage, shard or partition it was on.
+(same result); with a running Dask scheduler (``dask=tcp://...``) their passes run on it too. A
+killed run resumes at the source file, stage, shard or partition it was on.
 """
 
 from __future__ import annotations
@@ -44,13 +45,25 @@ def ingest_shards(sharded: ShardedRun, sources: list[str], options: IngestOption
     return sharded.records
 
 
+def scheduler(dask: str | None) -> str | None:
+    """The address of a running Dask scheduler (``tcp://``) that runs the out-of-core dedup passes; None for
+    ``local:N`` or no cluster: those passes then run in the flow process (a second LocalCluster beside the
+    task runner's would only compete for cores)."""
+    from curate.run.cluster import local_workers
+
+    return dask if dask and local_workers(dask) is None else None
+
+
 @task(cache_policy=NONE, persist_result=False)
-def exact_dedup_shards(sharded: ShardedRun, params: ExactDedupParams, above: int | None, force, partitions: int):
+def exact_dedup_shards(
+    sharded: ShardedRun, params: ExactDedupParams, above: int | None, force, partitions: int, cluster: str | None
+):
+    """Out of core above ``above`` records (or as ``force`` says), its passes on ``cluster`` if any; else in memory."""
     if use_out_of_core(sharded.records, above, force=force):
         from curate.dedup.exact_out_of_core import exact_duplicates_out_of_core
 
         work = sharded.stage_dir("exact_dedup")
-        done = exact_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True)
+        done = exact_duplicates_out_of_core(sharded.shards, work, params, partitions, restart=True, dask=cluster)
         get_run_logger().info("exact_dedup (out of core): %s", done.stats)
         sharded.add_out_of_core("exact_dedup", done)
     else:
@@ -90,13 +103,9 @@ def near_dedup_shards(
     sharded: ShardedRun, params: NearDedupParams, index, above, force, partitions, runner, dask: str | None
 ) -> None:
     """Out of core above ``above`` records (or as ``force`` says; never with an index), else in memory.
-    Out of core, the address of a running Dask scheduler runs its passes on that cluster; with ``local:N``
-    they run in the flow process (a second LocalCluster beside the task runner's would only compete for cores)."""
+    Out of core, its passes run on the :func:`scheduler` of ``dask`` when there is one."""
     if use_out_of_core(sharded.records, above, index, force=force if index is None else None):
-        from curate.run.cluster import local_workers
-
-        cluster = dask if dask and local_workers(dask) is None else None
-        near_dedup_out_of_core_shards(sharded, params, partitions, cluster)
+        near_dedup_out_of_core_shards(sharded, params, partitions, scheduler(dask))
     else:
         records = sharded.whole()
         near_dedup_whole(sharded, records, params, index, sign_shards(runner, records, params, sharded.shard_rows))
@@ -189,7 +198,9 @@ def curate_pretrain(
         with task_runner(dask) as runner:
             if not sharded.skip("exact_dedup"):
                 with clock("exact_dedup"):
-                    exact_dedup_shards(sharded, exact, exact_out_of_core_above, out_of_core, partitions)
+                    exact_dedup_shards(
+                        sharded, exact, exact_out_of_core_above, out_of_core, partitions, scheduler(dask)
+                    )
             if not sharded.skip("near_dup"):
                 with clock("near_dup"):
                     near_dedup_shards(

@@ -1,5 +1,6 @@
 """Out-of-core exact dedup: the same kept records, rejects and annotations as the in-memory stage
-on real data with planted exact duplicates, resuming a killed run, bad shards, and the CLI."""
+on real data with planted exact duplicates, resuming a killed run, bad shards, the passes on a
+real Dask cluster (byte-identical to the local run), and the CLI."""
 
 from __future__ import annotations
 
@@ -112,6 +113,40 @@ def test_resume_after_a_kill(corpus: pl.DataFrame, tmp_path: Path) -> None:
     assert_identical(exact_duplicates(whole, other), restarted.to_stage_result())
 
 
+def output_bytes(done) -> dict[str, bytes]:
+    return {f"{i}/{k}": path.read_bytes() for i, shard in enumerate(done.shards) for k, path in shard.items()}
+
+
+def test_dask_cluster_run_equals_local_run_byte_for_byte(corpus: pl.DataFrame, tmp_path: Path) -> None:
+    # Worker processes (processes=True): every unit and its arguments really travel to another process.
+    from distributed import Client, LocalCluster
+
+    params = ExactDedupParams()
+    memory = exact_duplicates(corpus, params)
+    cases = {"parquet": parquet_shards(corpus, tmp_path / "in"), "frames": list(frame_shards(corpus, SHARD_ROWS))}
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        for name, parts in cases.items():
+            local = exact_duplicates_out_of_core(parts, tmp_path / f"{name}-local", params, PARTITIONS)
+            work = tmp_path / f"{name}-dask"
+            scaled = exact_duplicates_out_of_core(parts, work, params, PARTITIONS, dask=cluster.scheduler_address)
+            assert output_bytes(scaled) == output_bytes(local), name
+            assert scaled.stats == local.stats and scaled.rejected == local.rejected > 1000, name
+            assert_identical(memory, scaled.to_stage_result())
+        executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
+        prefixes = set(cluster.scheduler.task_prefixes)
+        # A kill in the groups pass of partition 1: on the cluster, only that unit is redone.
+        (work / "groups" / "00001" / "DONE").unlink()
+        again = exact_duplicates_out_of_core(parts, work, params, PARTITIONS, dask=cluster.scheduler_address)
+    assert again.stats["out_of_core"]["ran"] == {"groups": 1}
+    assert output_bytes(again) == output_bytes(local)
+    passes = ("hash_shard", "shared_partition", "keys_shard", "groups_partition", "output_shard")
+    assert {f"exact_dedup.{name}" for name in passes} <= prefixes, prefixes  # every pass ran there
+    assert len(executed) == 2 and all(count > 0 for count in executed.values()), executed  # both workers ran units
+
+
 def test_bad_shards(corpus: pl.DataFrame, tmp_path: Path) -> None:
     shards = parquet_shards(corpus.head(2000), tmp_path / "in")
     shards[1].write_bytes(b"this is not a parquet file")
@@ -131,8 +166,9 @@ def test_cli_exact_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     run_cli(*common, "--out", str(tmp_path / "memory"), "--in-memory")
     run_cli(*common, "--out", str(tmp_path / "forced"), "--out-of-core", "--ooc-shard-rows", "500", "--partitions", "3")
     run_cli(*common, "--out", str(tmp_path / "auto"), "--out-of-core-above", "100", "--ooc-shard-rows", "800")
+    run_cli(*common, "--out", str(tmp_path / "dask"), "--dask", "local:2", "--ooc-shard-rows", "800")
     stages = {}
-    for name in ("memory", "forced", "auto"):
+    for name in ("memory", "forced", "auto", "dask"):
         out = tmp_path / name
         assert not (out / ".checkpoints").exists()
         manifest = json.loads((out / "manifest.json").read_text())
@@ -147,5 +183,6 @@ def test_cli_exact_out_of_core_equals_in_memory(tmp_path: Path) -> None:
     assert "stats" not in stages["memory"]
     assert stages["forced"]["stats"]["out_of_core"]["partitions"] == 3
     assert stages["auto"]["stats"]["out_of_core"]["shards"] > 1
-    assert stages["memory"]["rejected"] == stages["auto"]["rejected"] > 4000
-    assert stages["memory-data"] == stages["forced-data"] == stages["auto-data"]
+    assert stages["memory"]["rejected"] == stages["auto"]["rejected"] == stages["dask"]["rejected"] > 4000
+    assert stages["dask"]["stats"]["out_of_core"]["shards"] > 1  # --dask implies --out-of-core
+    assert stages["memory-data"] == stages["forced-data"] == stages["auto-data"] == stages["dask-data"]

@@ -27,7 +27,7 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     if exact_spec is None and near_spec is None:
         raise usage("choose a dedup method: --exact, --near, or a --recipe with a dedup section")
     if args.dask and args.out_of_core is False:
-        raise usage("--dask runs near dedup's out-of-core passes; it does not go with --in-memory")
+        raise usage("--dask runs the out-of-core dedup passes; it does not go with --in-memory")
     plan: dict = {}
     exact = near = None
     if exact_spec is not None:
@@ -52,14 +52,15 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     from curate.dedup.out_of_core import frame_shards, use_out_of_core
 
     work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
+    force = True if args.dask else args.out_of_core
     if exact is not None:
-        if use_out_of_core(records.height, args.out_of_core_above, force=args.out_of_core):
+        if use_out_of_core(records.height, args.out_of_core_above, force=force):
             from curate.dedup.exact_out_of_core import exact_duplicates_out_of_core
 
             shards = frame_shards(records, args.ooc_shard_rows)
             exact_work = work / "exact_dedup" if args.work_dir else work.with_name("exact_dedup")
             done_ooc = exact_duplicates_out_of_core(
-                shards, exact_work, exact, args.partitions, restart=not args.work_dir
+                shards, exact_work, exact, args.partitions, restart=not args.work_dir, dask=args.dask
             )
             records = writer.add(done_ooc.to_stage_result())
         else:
@@ -70,7 +71,6 @@ def cmd_dedup(args: argparse.Namespace) -> None:
         from curate.dedup.out_of_core import near_duplicates_out_of_core
 
         scores = writer.run.annotation_column(near.keep.split(":", 1)[1]) if near.keep.startswith("score:") else None
-        force = True if args.dask else args.out_of_core
         if use_out_of_core(records.height, args.out_of_core_above, index_location, force=force):
             shards = frame_shards(records, args.ooc_shard_rows)
             done_ooc = near_duplicates_out_of_core(
@@ -120,6 +120,7 @@ def register(sub) -> None:
     g.add_argument(
         "--dask",
         metavar="ADDRESS",
-        help="near dedup's out-of-core passes as Dask tasks (implies its --out-of-core): tcp://HOST:PORT or local:N",
+        help="the out-of-core passes of exact and near dedup as Dask tasks (implies --out-of-core): "
+        "tcp://HOST:PORT or local:N",
     )
     finish_stage_parser(p)

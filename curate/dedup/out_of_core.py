@@ -275,26 +275,27 @@ def shard_fingerprint(shard: str | Path | pl.DataFrame, stage: str = "near dedup
     return _file_fingerprint(Path(shard), stage)
 
 
-def _shard_rows(shard: str | Path | pl.DataFrame) -> int:
+def shard_rows(shard: str | Path | pl.DataFrame, stage: str = "near dedup") -> int:
     """A shard's record count (a Parquet file's from its footer)."""
     if isinstance(shard, pl.DataFrame):
         return shard.height
     try:
         return int(pl.scan_parquet(shard).select(pl.len()).collect().item())
     except Exception as error:  # polars raises several kinds for a damaged file
-        raise CurateError(f"near dedup: cannot read record shard {shard}: {error}") from None
+        raise CurateError(f"{stage}: cannot read record shard {shard}: {error}") from None
 
 
-def _call(run: OutOfCoreNearDedup, method: str, *args: Any) -> Any:
+def _call(run: Any, method: str, *args: Any) -> Any:
     """One unit of a pass on a Dask worker: ``run`` (sent to each worker once) does it."""
     return getattr(run, method)(*args)
 
 
-class _Units:
-    """Where a pass's units run: one after another here, or as Dask tasks on ``client`` (each unit
-    writes only its own folder, so the order they run in does not change a byte)."""
+class Units:
+    """Where a pass's units run (near or exact dedup out of core): one after another here, or as Dask
+    tasks on ``client`` (each unit writes only its own folder, so the order they run in does not change
+    a byte). A task's key says its stage and pass (``exact_dedup.hash_shard-...``), as the dashboard shows."""
 
-    def __init__(self, client: Any = None, run: OutOfCoreNearDedup | None = None) -> None:
+    def __init__(self, client: Any = None, run: Any = None) -> None:
         self.client = client
         self._run = client.scatter(run, broadcast=True) if client is not None else None
 
@@ -302,16 +303,24 @@ class _Units:
         """A large argument of many units, sent to each worker once."""
         return value if self.client is None else self.client.scatter(value, broadcast=True)
 
-    def map(self, run: OutOfCoreNearDedup, method: str, units: list[tuple]) -> list[Any]:
+    def map(self, run: Any, method: str, units: list[tuple]) -> list[Any]:
         """``run.method(*unit)`` for each unit; the results in unit order."""
         if self.client is None:
             return [getattr(run, method)(*unit) for unit in units]
-        futures = [self.client.submit(_call, self._run, method, *unit, pure=False) for unit in units]
+        import uuid
+
+        prefix = f"{run.stage}.{method.lstrip('_')}"
+        futures = [
+            self.client.submit(_call, self._run, method, *unit, key=f"{prefix}-{uuid.uuid4().hex}", pure=False)
+            for unit in units
+        ]
         return self.client.gather(futures)
 
 
 class OutOfCoreNearDedup:
     """One out-of-core run over a work folder; :meth:`run` does the passes that are not done yet."""
+
+    stage = STAGE
 
     def __init__(
         self,
@@ -345,7 +354,7 @@ class OutOfCoreNearDedup:
 
     # -- pass 1: sign -----------------------------------------------------------------------
 
-    def _sign(self, shards: Iterable[str | Path | pl.DataFrame], units: _Units) -> list[dict[str, Any]]:
+    def _sign(self, shards: Iterable[str | Path | pl.DataFrame], units: Units) -> list[dict[str, Any]]:
         infos: list[dict[str, Any]] = []
         if units.client is None:  # one shard at a time: only it is read (shards may be a lazy iterator)
             start = 0
@@ -359,7 +368,7 @@ class OutOfCoreNearDedup:
                 start += info["rows"]
         else:  # every shard's first record number up front, from the Parquet footers, then all at once
             shards = list(shards)
-            starts = np.concatenate([[0], np.cumsum([_shard_rows(shard) for shard in shards])]).tolist()
+            starts = np.concatenate([[0], np.cumsum([shard_rows(shard) for shard in shards])]).tolist()
             fingerprints = [shard_fingerprint(shard) for shard in shards]
             infos = [self._signed_before(s, starts[s], fingerprints[s]) for s in range(len(shards))]
             pending = [s for s, info in enumerate(infos) if info is None]
@@ -465,7 +474,7 @@ class OutOfCoreNearDedup:
         if ran:
             self.ran[step] += len(ran)
 
-    def _nodes(self, n_shards: int, rank: np.ndarray, units: _Units) -> None:
+    def _nodes(self, n_shards: int, rank: np.ndarray, units: Units) -> None:
         pending = self._pending("nodes", self.partitions)
         if pending:
             rank_ref = units.share(rank)
@@ -502,7 +511,7 @@ class OutOfCoreNearDedup:
 
     # -- pass 3: candidates -----------------------------------------------------------------
 
-    def _candidates(self, n_shards: int, node_of: np.ndarray, units: _Units) -> None:
+    def _candidates(self, n_shards: int, node_of: np.ndarray, units: Units) -> None:
         pending = self._pending("candidates", self.partitions)
         if pending:
             is_first = units.share(node_of == np.arange(node_of.size))
@@ -544,7 +553,7 @@ class OutOfCoreNearDedup:
             np.array([info["start"] for info in infos], dtype=np.int64),
         )
 
-    def _estimates(self, infos: list[dict[str, Any]], units: _Units) -> int:
+    def _estimates(self, infos: list[dict[str, Any]], units: Units) -> int:
         pending = self._pending("estimates", self.partitions)
         units.map(self, "_estimates_partition", [(q, infos) for q in pending])
         self._count("estimates", pending)
@@ -575,7 +584,7 @@ class OutOfCoreNearDedup:
 
     # -- pass 5: re-shingle the records that can be in a cluster ---------------------------
 
-    def _reshingle(self, infos: list[dict[str, Any]], needed: np.ndarray, units: _Units) -> None:
+    def _reshingle(self, infos: list[dict[str, Any]], needed: np.ndarray, units: Units) -> None:
         pending = self._pending("shingles", len(infos))
         work = [
             (s, infos[s], np.flatnonzero(needed[infos[s]["start"] : infos[s]["start"] + infos[s]["rows"]]))
@@ -607,7 +616,7 @@ class OutOfCoreNearDedup:
     def _store(self, n_shards: int) -> _ShingleStore:
         return _ShingleStore([self._dir("shingles", s) for s in range(n_shards)])
 
-    def _verify(self, n_shards: int, units: _Units) -> pl.DataFrame:
+    def _verify(self, n_shards: int, units: Units) -> pl.DataFrame:
         """The verified edges (left < right, similarity), all partitions."""
         if self.params.verify == "estimate":
             return pl.concat([self._survivors(q).rename({"estimate": "similarity"}) for q in range(self.partitions)])
@@ -665,7 +674,7 @@ class OutOfCoreNearDedup:
         cluster: np.ndarray,
         sizes: np.ndarray,
         rep_ids: dict[int, str],
-        units: _Units,
+        units: Units,
     ) -> list[dict[str, Path]]:
         pending = self._pending("output", len(infos))
         work = []
@@ -739,13 +748,13 @@ class OutOfCoreNearDedup:
         _bound_malloc_arenas()
         self._start()
         if dask is None:
-            return self._run(shards, _Units())
+            return self._run(shards, Units())
         from curate.run.cluster import dask_client
 
         with dask_client(dask) as client:
-            return self._run(shards, _Units(client, self))
+            return self._run(shards, Units(client, self))
 
-    def _run(self, shards: Iterable[str | Path | pl.DataFrame], units: _Units) -> OutOfCoreResult:
+    def _run(self, shards: Iterable[str | Path | pl.DataFrame], units: Units) -> OutOfCoreResult:
         infos = self._sign(shards, units)
         n = infos[-1]["start"] + infos[-1]["rows"]
         rank = self._ranks(infos, n)
