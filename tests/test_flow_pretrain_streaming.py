@@ -77,14 +77,16 @@ def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: P
             dask="local:2",
             **common,
         )
-        # A running scheduler (tcp://): the filters and the out-of-core near dedup's passes run on it.
+        # A running scheduler (tcp://): the filters and the out-of-core exact and near dedup's passes run on it.
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
         ) as cluster:
             address = cluster.scheduler_address
             curate_pretrain(out=str(runs["cluster"]), shard_rows=SHARD_ROWS, out_of_core=True, dask=address, **common)
-            # The out-of-core passes' units (curate.dedup.out_of_core._call, Dask's prefix "call") ran there.
-            assert {"call", "filter_shard"} <= set(cluster.scheduler.task_prefixes), cluster.scheduler.task_prefixes
+            # The out-of-core passes' units (keys "STAGE.PASS-...", curate.dedup.out_of_core.Units) ran there.
+            prefixes = set(cluster.scheduler.task_prefixes)
+            exact = {f"exact_dedup.{p}" for p in ("hash_shard", "shared_partition", "keys_shard", "output_shard")}
+            assert exact | {"near_dup.sign_shard", "near_dup.output_shard", "filter_shard"} <= prefixes, prefixes
     memory = stages(runs["memory"])
     assert list(memory) == ["ingest", "exact_dedup", "near_dup", "language", "pii"]
     assert memory["exact_dedup"]["rejected"] > 4000 and memory["near_dup"]["rejected"] > 0

@@ -121,9 +121,12 @@ def resolve_source(spec: str, options: IngestOptions) -> Source:
 
 
 class Ingest:
-    """Iterate record batches from sources; counts are complete once iteration ends."""
+    """Iterate record batches from sources; counts are complete once iteration ends.
 
-    def __init__(self, sources: list[str], options: IngestOptions | None = None) -> None:
+    ``resumable``: read file by file (:meth:`files`, :meth:`read_file`), each file's books taken
+    after it (:meth:`file_books`) and given back to a later ingest that skips it (:meth:`restore_file`)."""
+
+    def __init__(self, sources: list[str], options: IngestOptions | None = None, resumable: bool = False) -> None:
         if not sources:
             raise CurateError("no SOURCE given")
         self.options = options or IngestOptions()
@@ -132,16 +135,43 @@ class Ingest:
         self.reasons: Counter[str] = Counter()
         self.n_in = 0
         self.n_kept = 0
-        self._unique = UniqueIds()
+        self._unique = UniqueIds(journal=resumable)
+        self._reasons_before: Counter[str] = Counter()
 
     @property
     def n_rejected(self) -> int:
         return sum(self.reasons.values())
 
     def batches(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        for source in self.sources:
-            for path in source.files:
-                yield from self._file_batches(source, path)
+        for source, path in self.files():
+            yield from self._file_batches(source, path)
+
+    def files(self) -> list[tuple[Source, Path]]:
+        """Every input file, with its source, in reading order."""
+        return [(source, path) for source in self.sources for path in source.files]
+
+    def read_file(self, source: Source, path: Path) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """One file's batches (the files in :meth:`files` order, none skipped but by :meth:`restore_file`)."""
+        self._reasons_before = Counter(self.reasons)
+        yield from self._file_batches(source, path)
+
+    def file_books(self) -> dict[str, Any]:
+        """What the file :meth:`read_file` just read added: its ``inputs`` entry, its rejects by reason,
+        and the ids it saw first (``seen``: :meth:`UniqueIds.take_journal`)."""
+        return {
+            "entry": dict(self.inputs[-1]),
+            "reasons": dict(sorted((self.reasons - self._reasons_before).items())),
+            "seen": self._unique.take_journal(),
+        }
+
+    def restore_file(self, books: dict[str, Any]) -> None:
+        """Take a file's :meth:`file_books` back instead of reading it again (the same books and later ids)."""
+        entry = books["entry"]
+        self.inputs.append(dict(entry))
+        self.n_in += entry["count"]
+        self.n_kept += entry["kept"]
+        self.reasons.update(books["reasons"])
+        self._unique.replay(*books["seen"])
 
     def _file_batches(self, source: Source, path: Path) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
         # Hash the file on another thread while this one parses it (hashlib releases the GIL).

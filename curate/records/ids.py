@@ -99,10 +99,12 @@ class UniqueIds:
     hex digits is kept as a string.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: bool = False) -> None:
         self._runs: list[np.ndarray] = []  # sorted, disjoint, each at most half the size of the one before
         self._others: set[str] = set()
         self._repeats: dict[str, int] = {}
+        # With ``journal``: what was learned since the last :meth:`take_journal` (a resumable ingest saves it per file).
+        self._journal: tuple[list[np.ndarray], set[str], set[str]] | None = ([], set(), set()) if journal else None
 
     @staticmethod
     def _numbers(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +136,13 @@ class UniqueIds:
             others = ids.filter(pl.Series(~is_hex)).to_list()
             seen[~is_hex] = np.fromiter((i in self._others for i in others), dtype=bool, count=len(others))
             self._others.update(others)
+            if self._journal is not None:
+                self._journal[1].update(others)
         repeated = seen | ids.is_duplicated().to_numpy()
         if (is_hex & ~seen).any():
             self._remember(numbers[is_hex & ~seen])
+            if self._journal is not None:
+                self._journal[0].append(numbers[is_hex & ~seen])
         if not repeated.any():
             return ids.alias(ID)
         out = ids.to_list()
@@ -151,4 +157,23 @@ class UniqueIds:
                 count = 1
             self._repeats[value] = count + 1
             out[i] = f"{value}-{count + 1}"
+            if self._journal is not None:
+                self._journal[2].add(value)
         return pl.Series(ID, out, dtype=pl.String)
+
+    def take_journal(self) -> tuple[np.ndarray, list[str], dict[str, int]]:
+        """What this instance learned since the last take (``journal=True``): the new 16-hex-digit ids as
+        sorted numbers, the other new ids, and the repeat counts that changed; :meth:`replay` takes them back."""
+        if self._journal is None:
+            raise ValueError("UniqueIds(journal=True) keeps a journal; this one does not")
+        numbers, others, repeated = self._journal
+        self._journal = ([], set(), set())
+        learned = np.unique(np.concatenate(numbers)) if numbers else np.zeros(0, dtype=np.uint64)
+        return learned, sorted(others), {value: self._repeats[value] for value in sorted(repeated)}
+
+    def replay(self, numbers: np.ndarray, others: list[str], repeats: dict[str, int]) -> None:
+        """Learn again what :meth:`take_journal` gave (in the order taken): the same ids then get the same suffixes."""
+        if numbers.size:
+            self._remember(numbers.astype(np.uint64, copy=False))
+        self._others.update(others)
+        self._repeats.update(repeats)

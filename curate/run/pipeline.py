@@ -346,9 +346,19 @@ class RunWriter:
         """This command's fingerprint over inputs with these sha256s (what a resume must match)."""
         return self._set_fingerprint(input_fingerprints)
 
-    def ingest_into(self, ingest: Ingest, keep: Callable[[pl.DataFrame], None], progress: bool = False) -> None:
-        """Ingest into this run, handing the kept batches to ``keep`` (which may write them to shards)."""
-        self._ingest(ingest, keep, progress)
+    def plan_fingerprint(self) -> str:
+        """This command's fingerprint without its inputs (what a file-by-file resume of ingest must match)."""
+        plan = {
+            "plan": self.plan,
+            "curate": self.manifest["versions"].get("curate"),
+            "commit": self.manifest["git_commit"],
+        }
+        return _fingerprint(plan)
+
+    def ingested(self, ingest: Ingest, rejects_path: Path) -> None:
+        """Book an ingest that wrote its rejects file itself (file by file, resumable: :mod:`curate.run.sharded`)."""
+        self.manifest["inputs"] = ingest.inputs
+        self._add_stage(ingest.stage_record(), rejects_path=rejects_path)
         self._input_fingerprints = [entry["sha256"] for entry in self.manifest["inputs"]]
 
     def book(self, record: dict[str, Any], rejects_path: Path, annotations_path: Path | None = None) -> None:

@@ -9,7 +9,11 @@ annotations go to the run's files as before, and its record says in = kept + rej
 Resume: ``state.json`` (written atomically after each booked stage) holds the books and the kept
 shards so far; a per-shard stage writes each shard's outputs and then a done marker, so a killed
 run restarts at the shard it was on, and the out-of-core dedup passes resume in their own work
-folders. The work area goes when the run commits.
+folders. Ingest resumes at the source file it was on: after each file, ``ingest/files/NNNNN/``
+holds its rejects, the records it left for the next shard (``tail.parquet``), the ids it saw first
+(``seen.npy``, ``seen.json``) and then its done marker with its books and the shards it finished;
+a rerun takes the finished files' books back, removes what the killed file had written and goes
+on from there, shard for shard as an uninterrupted run. The work area goes when the run commits.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 
 from curate.errors import CurateError
@@ -31,10 +36,12 @@ from curate.io.shards import StreamingParquet
 from curate.records.schema import REASON, REJECT_SCHEMA, conform, empty_records
 from curate.run.directory import RunDir
 from curate.run.pipeline import CHECKPOINTS, RunWriter, UpToDate, _input_hashes
+from curate.run.progress import Progress
 from curate.stages.result import StageResult
 
 DONE = "DONE"
 STATE = "state.json"
+INGEST = "ingest"  # the ingest's shards, and per source file (files/NNNNN/) its books and done marker
 SHARD_COMPRESSION = "lz4"  # work shards are temporary: fast to write and read back
 
 
@@ -80,6 +87,20 @@ class _ShardSink:
         self._pending: list[pl.DataFrame] = []
         self._pending_rows = 0
         self._empty: pl.DataFrame | None = None
+        self._file_start = 0  # where the current source file's records begin in _pending
+
+    def restore(self, paths: list[Path], pending: list[pl.DataFrame]) -> None:
+        """Carry on after shards already written, with records of earlier files still to come in the next one."""
+        self.paths = list(paths)
+        self._pending = list(pending)
+        self._pending_rows = sum(frame.height for frame in pending)
+        self._file_start = len(self._pending)
+
+    def end_file(self) -> pl.DataFrame:
+        """The current source file's records that wait for the next shard (the next file's records come after)."""
+        tail = self._pending[self._file_start :]
+        self._file_start = len(self._pending)
+        return pl.concat(tail, rechunk=True) if tail else (self._empty if self._empty is not None else empty_records())
 
     def write(self, frame: pl.DataFrame) -> None:
         if self._empty is None:
@@ -99,7 +120,7 @@ class _ShardSink:
         path = self.folder / f"part-{len(self.paths):05d}.parquet"
         write_shard(pl.concat(self._pending, rechunk=True), path)
         self.paths.append(path)
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows, self._file_start = [], 0, 0
 
     def close(self) -> list[Path]:
         """The shards written; at least one (an empty one when no record came), so a stage always has input."""
@@ -142,22 +163,124 @@ class ShardedRun:
         or, when a killed run of the same command over the same inputs left its state, resume it."""
         if len(specs) == 1 and RunDir.is_run(specs[0]):
             return self._continue(specs, options, progress)
-        ingest = Ingest(specs, options)
+        ingest = Ingest(specs, options, resumable=True)
         if self.writer.up_to_date(lambda: _input_hashes(ingest)):
             raise UpToDate(self.writer.run)
         hashes = _input_hashes(ingest)
         self._fingerprint = self.writer.fingerprint(hashes)
         if self._resume():
             return self.shards
-        self.writer.run.prepare()  # claims the folder before anything in it is removed
-        if self.work.exists():
-            shutil.rmtree(self.work)
-        sink = _ShardSink(self.work / "ingest", self.shard_rows)
-        self.writer.ingest_into(ingest, sink.write, progress)
-        self.shards = sink.close()
+        self.writer.run.prepare()  # claims the folder (and clears what a kill left) before anything is removed
+        self._ingest(ingest, hashes, progress)
         self.records = ingest.n_kept
         self._save()
+        if (self.work / INGEST / "files").exists():
+            shutil.rmtree(self.work / INGEST / "files")  # the files' books are in state.json now
         return self.shards
+
+    # -- ingest, file by file -------------------------------------------------------------------
+
+    def _ingest(self, ingest: Ingest, hashes: list[str], progress: bool) -> None:
+        """Read the sources into shards, skipping the files a killed run finished (their books come back)."""
+        folder = self.work / INGEST
+        files = ingest.files()
+        plan = {
+            "command": self.writer.plan_fingerprint(),
+            "shard_rows": self.shard_rows,
+            "batch_size": ingest.options.batch_size,
+        }
+        done = self._ingested_before(plan, [str(path) for _, path in files], hashes)
+        sink = _ShardSink(folder, self.shard_rows)
+        pending: list[int] = []  # the files whose tails wait in the sink for the next shard
+        if done:
+            for marker in done:
+                ingest.restore_file({**marker["books"], "seen": _read_seen(folder / "files" / marker["unit"])})
+            pending = done[-1]["pending"]
+            tails = [read_shard(folder / "files" / f"{k:05d}" / "tail.parquet") for k in pending]
+            sink.restore([folder / name for marker in done for name in marker["shards"]], tails)
+            print(f"ingest: resuming, {len(done)} of {len(files)} files already done", file=sys.stderr)
+        meter = Progress("ingest", enabled=progress)
+        for k in range(len(done), len(files)):
+            source, path = files[k]
+            unit = folder / "files" / f"{k:05d}"
+            written = len(sink.paths)
+            rejects = StreamingParquet(unit / "rejects.parquet", REJECT_SCHEMA)
+            for records, rejected in ingest.read_file(source, path):
+                sink.write(records)
+                rejects.write(rejected)
+                meter.advance(records.height + rejected.height)
+            rejects.close()
+            tail = sink.end_file()
+            if len(sink.paths) > written:
+                pending = []
+            if tail.height:
+                write_shard(tail, unit / "tail.parquet")
+                pending = [*pending, k]
+            books = ingest.file_books()
+            _write_seen(unit, *books.pop("seen"))
+            marker = {
+                "unit": unit.name,
+                "path": str(path),
+                "sha256": hashes[k],
+                "books": books,
+                "rejects": rejects.rows,
+                "shards": [p.name for p in sink.paths[written:]],
+                "pending": pending,
+            }
+            write_json(unit / DONE, marker)
+        meter.close()
+        self.shards = sink.close()
+        # The run's ingest rejects: each file's, in file order, row group by row group.
+        import pyarrow.parquet as pq
+
+        out = StreamingParquet(self.writer.run.rejects_path(INGEST), REJECT_SCHEMA)
+        for k in range(len(files)):
+            part = pq.ParquetFile(folder / "files" / f"{k:05d}" / "rejects.parquet")
+            for group in range(part.num_row_groups):
+                out.write(conform(pl.from_arrow(part.read_row_group(group)), REJECT_SCHEMA))
+        out.close()
+        self.writer.ingested(ingest, out.path)
+
+    def _ingested_before(self, plan: dict[str, Any], paths: list[str], hashes: list[str]) -> list[dict[str, Any]]:
+        """The done markers of the first files a killed ingest finished (the same files, unchanged, with
+        all they wrote still there), in order; the work area is cleared of everything else."""
+        folder = self.work / INGEST
+        plan_path = folder / "plan.json"
+        try:
+            same = json.loads(plan_path.read_text()) == plan
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            if self.work.exists():
+                shutil.rmtree(self.work)
+            write_json(plan_path, plan)
+            return []
+        for other in self.work.iterdir():  # a later stage's leftovers (state.json did not match)
+            if other.is_dir() and other.name != INGEST:
+                shutil.rmtree(other)
+            elif other.is_file():
+                other.unlink()
+        done: list[dict[str, Any]] = []
+        for k, (path, sha256) in enumerate(zip(paths, hashes, strict=True)):
+            unit = folder / "files" / f"{k:05d}"
+            marker = _done(unit)
+            if marker is None or marker["path"] != path or marker["sha256"] != sha256:
+                break
+            needed = [folder / name for name in marker["shards"]]
+            needed += [unit / name for name in ("rejects.parquet", "seen.npy", "seen.json")]
+            needed += [folder / "files" / f"{j:05d}" / "tail.parquet" for j in marker["pending"]]
+            if not all(p.exists() for p in needed):
+                break
+            done.append(marker)
+        # What the file after them had written (its shards, a shard half-written by the kill) goes.
+        shards = {name for marker in done for name in marker["shards"]}
+        for shard in folder.glob("part-*.parquet"):
+            if shard.name not in shards:
+                shard.unlink()
+        for unit in (folder / "files").glob("*"):
+            if not unit.name.isdigit() or int(unit.name) >= len(done):
+                shutil.rmtree(unit)
+        return done
 
     def _continue(self, specs: list[str], options: IngestOptions, progress: bool) -> list[Path]:
         """An earlier run's kept records as the input (read in one frame, as :meth:`RunWriter.open_input` does)."""
@@ -310,6 +433,18 @@ class ShardedRun:
     def finish(self) -> dict[str, Any]:
         """Export the kept records shard by shard (bounded output shards) and commit the run."""
         return self.writer.finish(self.frames())
+
+
+def _write_seen(unit: Path, numbers: np.ndarray, others: list[str], repeats: dict[str, int]) -> None:
+    """A file's first-seen ids (:meth:`curate.records.ids.UniqueIds.take_journal`), for a resumed ingest."""
+    with atomic_path(unit / "seen.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, numbers)
+    write_json(unit / "seen.json", {"others": others, "repeats": repeats})
+
+
+def _read_seen(unit: Path) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    seen = json.loads((unit / "seen.json").read_text())
+    return np.load(unit / "seen.npy"), seen["others"], seen["repeats"]
 
 
 def _rows(path: Path) -> int:
