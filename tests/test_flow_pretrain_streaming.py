@@ -1,6 +1,8 @@
 """curate-pretrain over shards: the out-of-core path (forced, or chosen by size, with the filters
 on a Dask LocalCluster) gives the same bytes as the in-memory path, and a run killed part-way
-(SIGKILL) resumes at the shard it was on and ends with the same bytes as an uninterrupted run."""
+(SIGKILL, in a filter or in the middle of ingesting a many-file corpus) resumes at the shard or
+source file it was on and ends with the same bytes as an uninterrupted run; a truncated file in
+the middle stops the run with one line naming it, and the rerun after the fix goes on at that file."""
 
 from __future__ import annotations
 
@@ -15,10 +17,11 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.curate_pretrain import curate_pretrain
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 SHARD_ROWS = 700
 
@@ -115,15 +118,18 @@ def test_out_of_core_and_in_memory_give_the_same_run(tmp_path: Path, data_dir: P
     assert result["in"] == result["kept"] + result["rejected"] == memory["ingest"]["in"]
 
 
-def flow(out: Path, corpus: Path, home: Path, recipe: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    args = ["--out", str(out), "--text-field", "text", "--recipe", str(recipe), "--shard-rows", "400"]
-    args += ["--out-of-core", "--partitions", "3"]
+def flow_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+
+
+def flow_args(out: Path, recipe: Path, shard_rows: int) -> list[str]:
+    args = ["--out", str(out), "--text-field", "text", "--recipe", str(recipe), "--shard-rows", str(shard_rows)]
+    return [*args, "--out-of-core", "--partitions", "3"]
+
+
+def flow(out: Path, corpus: Path, home: Path, recipe: Path, shard_rows: int = 400) -> subprocess.Popen:
+    env = flow_env(home)
+    args = flow_args(out, recipe, shard_rows)
     return subprocess.Popen(
         [sys.executable, "-m", "flows.curate_pretrain", str(corpus), *args],
         cwd=ROOT,
@@ -168,3 +174,95 @@ def test_killed_flow_resumes_at_its_shard_and_matches_an_uninterrupted_run(tmp_p
     assert outputs(out) == outputs(reference)  # data, rejects and annotations: the same bytes
     assert [s["kept"] for s in stages(out).values()] == [s["kept"] for s in stages(reference).values()]
     assert not (out / ".checkpoints").exists()
+
+
+INGEST_SHARD_ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """The posts as ten JSONL files (file 7 gzipped): five small ones, then a large one (every post 20
+    times, read in several batches), then four small ones, so shards span files, ids repeat across
+    files and a kill can land inside file 5; with a recipe of PII only, and an uninterrupted run."""
+    root = tmp_path_factory.mktemp("many")
+    posts = (data_dir / "corpora" / "social_posts.txt").read_text().split("\n------\n")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    parts = [posts[n * 550 : (n + 1) * 550] for n in range(5)]
+    parts.append(posts * 20)
+    parts += [posts[2750 + n * 800 : 2750 + (n + 1) * 800] for n in range(4)]
+    for n, part in enumerate(parts):
+        data = "".join(json.dumps({"text": t, "url": f"post/{n}/{i}"}) + "\n" for i, t in enumerate(part))
+        if n == 7:
+            (corpus / f"part-{n}.jsonl.gz").write_bytes(gzip.compress(data.encode(), mtime=0))
+        else:
+            (corpus / f"part-{n}.jsonl").write_text(data)
+    import yaml
+
+    recipe = yaml.safe_load((ROOT / "curate" / "recipes" / "curate-pretrain.yaml").read_text())
+    recipe["filters"] = [f for f in recipe["filters"] if f["use"] == "pii"]
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    paths = {"corpus": corpus, "recipe": root / "recipe.yaml", "home": root / "prefect", "reference": root / "ref"}
+    done = flow(paths["reference"], corpus, paths["home"], paths["recipe"], INGEST_SHARD_ROWS)
+    assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
+    return paths
+
+
+def test_killed_during_ingest_resumes_at_its_file(tmp_path: Path, many_files: dict[str, Path]) -> None:
+    corpus, home, recipe, reference = (many_files[k] for k in ("corpus", "home", "recipe", "reference"))
+    ingest = stages(reference)["ingest"]
+    assert ingest["in"] > 120_000 and ingest["rejected"] > 0
+    out = tmp_path / "killed"
+    proc = flow(out, corpus, home, recipe, INGEST_SHARD_ROWS)
+    # Killed once files 0-4 are done and the large file 5 has written a shard their markers do not list.
+    work = out / ".checkpoints" / "stream" / "ingest"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the flow ended before it could be killed"
+        if (work / "files" / "00004" / "DONE").exists():
+            markers = [json.loads(m.read_text()) for m in sorted((work / "files").glob("*/DONE"))]
+            if (work / f"part-{sum(len(m['shards']) for m in markers):05d}.parquet").exists():
+                break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (work.parent / "state.json").exists(), "the kill came after ingest"
+    assert not (work / "files" / "00005" / "DONE").exists(), "the kill came after file 5"
+    finished = {p.parent.name for p in (work / "files").glob("*/DONE")}
+    assert finished == {f"{k:05d}" for k in range(5)}
+    listed = {name for m in (work / "files").glob("*/DONE") for name in json.loads(m.read_text())["shards"]}
+    assert {p.name for p in work.glob("part-*.parquet")} - listed, "file 5 had written no shard of its own"
+
+    resumed = flow(out, corpus, home, recipe, INGEST_SHARD_ROWS)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output[-3000:]
+    assert "ingest: resuming, 5 of 10 files already done" in output, output[-3000:]
+    assert outputs(out) == outputs(reference)  # data, rejects and annotations: the same bytes
+    assert stages(out) == stages(reference)  # the same books, stage by stage
+    manifest, expected = (json.loads((run / "manifest.json").read_text()) for run in (out, reference))
+    assert manifest["inputs"] == expected["inputs"] and manifest["records"] == expected["records"]
+    assert not (out / ".checkpoints").exists()
+
+
+def test_truncated_file_mid_corpus_is_one_line_and_the_fixed_rerun_goes_on(
+    tmp_path: Path, many_files: dict[str, Path]
+) -> None:
+    corpus, home, recipe, reference = (many_files[k] for k in ("corpus", "home", "recipe", "reference"))
+    gz = corpus / "part-7.jsonl.gz"
+    good = gz.read_bytes()
+    out = tmp_path / "run"
+    command = ["run", "curate-pretrain", str(corpus), *flow_args(out, recipe, INGEST_SHARD_ROWS)]
+    try:
+        gz.write_bytes(good[: len(good) // 2])
+        failed = run_cli(*command, check=False, env=flow_env(home))
+        assert failed.returncode == 2, failed.stdout + failed.stderr
+        errors = [line for line in failed.stderr.splitlines() if line.startswith("curate: error:")]
+        named = rf"curate: error: {re.escape(str(gz))}:\d+: compressed data is truncated or corrupt \(.*\)"
+        assert len(errors) == 1 and re.fullmatch(named, errors[0]), failed.stderr[-3000:]
+        assert not (out / "manifest.json").exists()
+    finally:
+        gz.write_bytes(good)
+    done = run_cli(*command, env=flow_env(home))
+    assert "ingest: resuming, 7 of 10 files already done" in done.stdout + done.stderr
+    assert outputs(out) == outputs(reference)
+    assert stages(out) == stages(reference)
