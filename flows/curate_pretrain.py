@@ -32,7 +32,7 @@ from curate.records.normalize import TextNormalization
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
 from curate.run.sharded import ShardedRun, read_shard
 from flows.curate_alpaca import _network_failure, card
-from flows.report import StageClock, close_run, print_result
+from flows.report import StageClock, close_run, plain_curate_errors, print_result
 from flows.scale import filter_shard, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-pretrain.yaml"
@@ -168,6 +168,7 @@ def curate_pretrain(
     has ``shards_in_flight`` shards on the task runner at a time (raise it to the worker count of
     a Dask cluster); a process then holds about that many shards of ``shard_rows`` records.
     """
+    plain_curate_errors()
     spec = load_recipe(recipe or DEFAULT_RECIPE)
     options = IngestOptions(format=format, text_field=text_field, delimiter=delimiter, strict=strict)
     exact_spec = spec.dedup.exact if spec.dedup and spec.dedup.exact else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,7 +10,27 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
+from curate.errors import CurateError
 from curate.run.funnel import funnel_rows, funnel_table
+
+
+class _PlainCurateErrors(logging.Filter):
+    """Prefect logs the exception that ended a run with its traceback; a :class:`CurateError` already
+    names the file and line (``curate run`` prints it as one line), so its log record keeps the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], CurateError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def plain_curate_errors() -> None:
+    """Log a run's :class:`CurateError` without a traceback (bad input is one line, never a traceback)."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _PlainCurateErrors) for f in logger.filters):
+            logger.addFilter(_PlainCurateErrors())
 
 
 class StageClock:

@@ -259,6 +259,7 @@ def test_truncated_file_mid_corpus_is_one_line_and_the_fixed_rerun_goes_on(
         errors = [line for line in failed.stderr.splitlines() if line.startswith("curate: error:")]
         named = rf"curate: error: {re.escape(str(gz))}:\d+: compressed data is truncated or corrupt \(.*\)"
         assert len(errors) == 1 and re.fullmatch(named, errors[0]), failed.stderr[-3000:]
+        assert "Traceback" not in failed.stdout + failed.stderr
         assert not (out / "manifest.json").exists()
     finally:
         gz.write_bytes(good)
