@@ -1,5 +1,6 @@
 """Ingest's unique ids: repeats get -2, -3, ... in input order across batches, whatever mix of
-content ids (kept as numbers) and other strings the batches hold."""
+content ids (kept as numbers) and other strings the batches hold.
+And a journal replayed into a new instance (a resumed ingest) carries on with the same suffixes."""
 
 from __future__ import annotations
 
@@ -44,3 +45,25 @@ def test_many_batches_keep_few_sorted_runs() -> None:
     again = unique(pl.Series("id", values[:3], dtype=pl.String)).to_list()
     assert again == [f"{v}-2" for v in values[:3]]
     assert len(unique._runs) <= 8 and sum(r.size for r in unique._runs) == len(set(values))
+
+
+def test_a_journal_replayed_into_a_new_instance_carries_on_the_same() -> None:
+    # A resumed ingest: the ids learned file by file are saved, replayed into a new instance, and the
+    # files after them get the suffixes an uninterrupted ingest gives.
+    rng = random.Random(13)
+    for trial in range(200):
+        pool = [f"{rng.getrandbits(64):016x}" for _ in range(rng.randint(1, 30))]
+        if trial % 3 == 0:
+            pool += ["abc", pool[0].upper()]
+        batches = [[rng.choice(pool) for _ in range(rng.randint(0, 30))] for _ in range(rng.randint(2, 10))]
+        cut = rng.randint(1, len(batches) - 1)
+        first = UniqueIds(journal=True)
+        journals = []
+        for batch in batches[:cut]:
+            first(pl.Series("id", batch, dtype=pl.String))
+            journals.append(first.take_journal())
+        resumed = UniqueIds(journal=True)
+        for journal in journals:
+            resumed.replay(*journal)
+        got = [resumed(pl.Series("id", batch, dtype=pl.String)).to_list() for batch in batches[cut:]]
+        assert got == suffixed(batches)[cut:], (batches, cut)

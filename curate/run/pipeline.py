@@ -206,8 +206,7 @@ class RunWriter:
             meter.advance(records.height + rejects.height)
         meter.close()
         sink.close()
-        self.manifest["inputs"] = ingest.inputs
-        self._add_stage(ingest.stage_record(), rejects_path=sink.path)
+        self.ingested(ingest, sink.path)
 
     def _continue(self, source: RunDir) -> pl.DataFrame:
         previous = source.manifest()
@@ -356,7 +355,7 @@ class RunWriter:
         return _fingerprint(plan)
 
     def ingested(self, ingest: Ingest, rejects_path: Path) -> None:
-        """Book an ingest that wrote its rejects file itself (file by file, resumable: :mod:`curate.run.sharded`)."""
+        """Book a finished ingest whose rejects are in ``rejects_path`` (the sharded run writes them file by file)."""
         self.manifest["inputs"] = ingest.inputs
         self._add_stage(ingest.stage_record(), rejects_path=rejects_path)
         self._input_fingerprints = [entry["sha256"] for entry in self.manifest["inputs"]]
