@@ -10,7 +10,7 @@ Resume: ``state.json`` (written atomically after each booked stage) holds the bo
 shards so far; a per-shard stage writes each shard's outputs and then a done marker, so a killed
 run restarts at the shard it was on, and the out-of-core dedup passes resume in their own work
 folders. Ingest resumes at the source file it was on: after each file, ``ingest/files/NNNNN/``
-holds its rejects, the records it left for the next shard (``tail.parquet``), the ids it saw first
+holds its rejects, the records it left for the next shard (``tail.ipc``), the ids it saw first
 (``seen.npy``, ``seen.json``) and then its done marker with its books and the shards it finished;
 a rerun takes the finished files' books back, removes what the killed file had written and goes
 on from there, shard for shard as an uninterrupted run. The work area goes when the run commits.
@@ -42,6 +42,7 @@ from curate.stages.result import StageResult
 DONE = "DONE"
 STATE = "state.json"
 INGEST = "ingest"  # the ingest's shards, and per source file (files/NNNNN/) its books and done marker
+TAIL = "tail.ipc"  # a file's records waiting for the next shard: uncompressed Arrow, written and read fast
 SHARD_COMPRESSION = "lz4"  # work shards are temporary: fast to write and read back
 
 
@@ -196,7 +197,7 @@ class ShardedRun:
             for marker in done:
                 ingest.restore_file({**marker["books"], "seen": _read_seen(folder / "files" / marker["unit"])})
             pending = done[-1]["pending"]
-            tails = [read_shard(folder / "files" / f"{k:05d}" / "tail.parquet") for k in pending]
+            tails = [_read_tail(folder / "files" / f"{k:05d}") for k in pending]
             sink.restore([folder / name for marker in done for name in marker["shards"]], tails)
             print(f"ingest: resuming, {len(done)} of {len(files)} files already done", file=sys.stderr)
         meter = Progress("ingest", enabled=progress)
@@ -214,7 +215,7 @@ class ShardedRun:
             if len(sink.paths) > written:
                 pending = []
             if tail.height:
-                write_shard(tail, unit / "tail.parquet")
+                _write_tail(tail, unit)
                 pending = [*pending, k]
             books = ingest.file_books()
             _write_seen(unit, *books.pop("seen"))
@@ -268,7 +269,7 @@ class ShardedRun:
                 break
             needed = [folder / name for name in marker["shards"]]
             needed += [unit / name for name in ("rejects.parquet", "seen.npy", "seen.json")]
-            needed += [folder / "files" / f"{j:05d}" / "tail.parquet" for j in marker["pending"]]
+            needed += [folder / "files" / f"{j:05d}" / TAIL for j in marker["pending"]]
             if not all(p.exists() for p in needed):
                 break
             done.append(marker)
@@ -433,6 +434,18 @@ class ShardedRun:
     def finish(self) -> dict[str, Any]:
         """Export the kept records shard by shard (bounded output shards) and commit the run."""
         return self.writer.finish(self.frames())
+
+
+def _write_tail(frame: pl.DataFrame, unit: Path) -> None:
+    with atomic_path(unit / TAIL) as tmp:
+        frame.write_ipc(tmp, compression="uncompressed")
+
+
+def _read_tail(unit: Path) -> pl.DataFrame:
+    try:
+        return pl.read_ipc(unit / TAIL)
+    except Exception as error:  # polars raises several kinds for a damaged file
+        raise CurateError(f"cannot read work file {unit / TAIL}: {error}; remove {unit} and rerun") from None
 
 
 def _write_seen(unit: Path, numbers: np.ndarray, others: list[str], repeats: dict[str, int]) -> None:
