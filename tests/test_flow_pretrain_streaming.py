@@ -204,7 +204,8 @@ def many_files(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     paths = {"corpus": corpus, "recipe": root / "recipe.yaml", "home": root / "prefect", "reference": root / "ref"}
     done = flow(paths["reference"], corpus, paths["home"], paths["recipe"], INGEST_SHARD_ROWS)
-    assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
+    output = done.communicate(timeout=600)[0]  # read as it runs: a full pipe would stall the flow
+    assert done.returncode == 0, output[-3000:]
     return paths
 
 
