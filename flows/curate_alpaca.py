@@ -257,7 +257,8 @@ def curate_alpaca(
         "exact": exact.as_dict(),
         "near": near.as_dict(),
         "index": near_index,
-        "recipe": chosen_recipe.model_dump(),
+        # The selection --keep sized, so that another --keep is another run (not "up to date").
+        "recipe": chosen_recipe.model_copy(update={"select": main_spec}).model_dump(),
         "judge_labels": judge_labels,
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.

@@ -32,7 +32,7 @@ class S3:
     secret: str
     client: object
     corpus: Path
-    no_commit: dict[str, str]  # credentials refused only for PUT runs/cut/manifest.json
+    no_commit: dict[str, str]  # credentials refused only for PUT runs/{cut,alpaca-cut}/manifest.json
 
     def env(self, **changes: str) -> dict[str, str]:
         """What a user sets to reach this server (no ~/.aws files are read)."""
@@ -84,7 +84,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S3]
         access = iam.create_access_key(UserName="curate")["AccessKey"]
         # A second key that may write everything but one manifest: a publish that stops before its commit.
         iam.create_user(UserName="no-commit")
-        deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/runs/cut/manifest.json"}
+        cut = [f"arn:aws:s3:::{BUCKET}/runs/{name}/manifest.json" for name in ("cut", "alpaca-cut")]
+        deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": cut}
         policy["Statement"].append(deny)
         iam.put_user_policy(UserName="no-commit", PolicyName="all-but", PolicyDocument=json.dumps(policy))
         no_commit = iam.create_access_key(UserName="no-commit")["AccessKey"]
@@ -174,6 +175,100 @@ def test_curate_pretrain_from_s3_to_s3_equals_the_local_run(
     assert "up to date" in again.stdout + again.stderr
     assert s3.client.head_object(Bucket=BUCKET, Key="runs/x/manifest.json")["LastModified"] == before
     assert s3.keys("runs/x/") == keys
+
+
+def _alpaca_args(tmp_path: Path) -> tuple[str, ...]:
+    """curate-alpaca over the 175 Alpaca seed tasks, keeping 100 and a LIMA-style 40 (the shipped probes: seconds)."""
+    recipe = tmp_path / "recipe.yaml"
+    default = (Path(__file__).parents[1] / "curate" / "recipes" / "curate-alpaca.yaml").read_text()
+    recipe.write_text(default.replace("n: 1000", "n: 40"))
+    return ("run", "curate-alpaca", "alpaca-seed-tasks", "--recipe", str(recipe), "--keep", "100")
+
+
+def _check_outputs(s3: S3, prefix: str, manifest: dict) -> None:
+    for group in ("data", "rejects", "annotations"):
+        for entry in manifest["outputs"][group]:
+            assert _sha256(s3.read(f"{prefix}/{entry['path']}")) == entry["sha256"]
+
+
+def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
+    s3: S3, prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = s3.env(PREFECT_API_URL=prefect_api)
+    out = f"s3://{BUCKET}/runs/alpaca"
+    args = _alpaca_args(tmp_path)
+    done = run_cli(*args, "--out", out, env=env)
+    assert f"run directory: {out}" in done.stdout and f"card: {out}/README.md" in done.stdout
+    assert f"selection lima-1k: 40 records in {out}/selections/lima-1k/data/" in done.stdout
+
+    keys = s3.keys("runs/alpaca/")
+    manifest = json.loads(s3.read("runs/alpaca/manifest.json"))
+    assert manifest["records"] == {"in": 175, "kept": 100, "rejected": 75}
+    assert manifest["selections"] == {"lima-1k": "selections/lima-1k"}
+    side = json.loads(s3.read("runs/alpaca/selections/lima-1k/manifest.json"))
+    assert side["records"] == {"in": 175, "kept": 40, "rejected": 135}
+    assert side["parent"]["run"] == out  # the URL, not the staged copy's folder
+    _check_outputs(s3, "runs/alpaca", manifest)
+    _check_outputs(s3, "runs/alpaca/selections/lima-1k", side)
+    assert {"runs/alpaca/README.md", "runs/alpaca/selections/lima-1k/README.md"} <= set(keys)
+    assert s3.read("runs/alpaca/README.md").decode().startswith("---\n")
+    assert not any(".checkpoints" in key for key in keys)
+
+    # The same run into a local folder: the same shards, byte for byte, the selection's too, and the same card
+    # but for the run's location.
+    local = tmp_path / "alpaca"
+    run_cli(*args, "--out", str(local), env=env)
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    local_side = json.loads((local / "selections" / "lima-1k" / "manifest.json").read_text())
+    for mine, theirs in ((local_manifest, manifest), (local_side, side)):
+        assert [e["path"] for e in mine["outputs"]["data"]] == [e["path"] for e in theirs["outputs"]["data"]]
+        assert [e["sha256"] for e in mine["outputs"]["data"]] == [e["sha256"] for e in theirs["outputs"]["data"]]
+    for entry in local_side["outputs"]["data"]:
+        remote = s3.read(f"runs/alpaca/selections/lima-1k/{entry['path']}")
+        assert _sha256((local / "selections" / "lima-1k" / entry["path"]).read_bytes()) == _sha256(remote)
+    card = s3.read("runs/alpaca/README.md").decode().replace(out, str(local))
+    assert card == (local / "README.md").read_text()
+
+    # A rerun from another machine (an empty cache) is up to date: no stage runs, nothing but the card (rewritten,
+    # as every run rewrites it) is uploaded again.
+    books = [k for k in keys if not k.endswith("README.md") and "/figures/" not in k]
+    stamps = {k: s3.client.head_object(Bucket=BUCKET, Key=k)["LastModified"] for k in books}
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "another-machine"))
+    again = run_cli(*args, "--out", out, env=env)
+    assert "is up to date; nothing to do" in again.stdout + again.stderr
+    assert f"selection lima-1k: 40 records in {out}/selections/lima-1k/data/" in again.stdout
+    assert s3.keys("runs/alpaca/") == keys
+    assert {k: s3.client.head_object(Bucket=BUCKET, Key=k)["LastModified"] for k in stamps} == stamps
+
+    # Other parameters into it need --overwrite; a prefix of a user's objects is refused before any work.
+    other = run_cli(*args[:-1], "90", "--out", out, check=False, env=env)
+    assert other.returncode == 2 and f"curate: error: {out} already holds a curate run of other inputs" in other.stderr
+    assert json.loads(s3.read("runs/alpaca/manifest.json")) == manifest
+    refused = run_cli(*args, "--out", f"s3://{BUCKET}/notes", check=False, env=env)
+    assert _one_line_error(refused) == (
+        f"curate: error: s3://{BUCKET}/notes exists, is not empty and is not a curate run directory; "
+        "curate writes only into a new or empty prefix or an earlier run (choose another --out)"
+    )
+    assert s3.keys("notes/") == ["notes/mine.txt"]
+
+
+def test_curate_alpaca_publish_cut_short_before_its_manifest_is_finished_by_the_rerun(
+    s3: S3, prefect_api: str, tmp_path: Path
+) -> None:
+    out = f"s3://{BUCKET}/runs/alpaca-cut"
+    args = _alpaca_args(tmp_path)
+    cut = run_cli(*args, "--out", out, check=False, env=s3.env(PREFECT_API_URL=prefect_api, **s3.no_commit))
+    assert cut.returncode == 2 and f"curate: error: {out}/manifest.json: access denied" in cut.stderr
+    uploaded = set(s3.keys("runs/alpaca-cut/"))
+    # Everything else went up first: the selection (its manifest after its files) and the card.
+    expected = {"runs/alpaca-cut/README.md", "runs/alpaca-cut/selections/lima-1k/manifest.json"}
+    assert expected <= uploaded and "runs/alpaca-cut/manifest.json" not in uploaded
+
+    again = run_cli(*args, "--out", out, env=s3.env(PREFECT_API_URL=prefect_api))
+    assert "is up to date; nothing to do" in again.stdout + again.stderr
+    manifest = json.loads(s3.read("runs/alpaca-cut/manifest.json"))
+    assert manifest["records"] == {"in": 175, "kept": 100, "rejected": 75}
+    _check_outputs(s3, "runs/alpaca-cut", manifest)
 
 
 def test_manifest_is_the_commit_marker_and_only_curates_objects_are_replaced(s3: S3, tmp_path: Path) -> None:
