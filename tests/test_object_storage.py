@@ -32,7 +32,7 @@ class S3:
     secret: str
     client: object
     corpus: Path
-    no_commit: dict[str, str]  # credentials refused only for PUT runs/{cut,alpaca-cut}/manifest.json
+    no_commit: dict[str, str]  # credentials refused only for PUT runs/{cut,alpaca}/manifest.json
 
     def env(self, **changes: str) -> dict[str, str]:
         """What a user sets to reach this server (no ~/.aws files are read)."""
@@ -84,7 +84,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S3]
         access = iam.create_access_key(UserName="curate")["AccessKey"]
         # A second key that may write everything but one manifest: a publish that stops before its commit.
         iam.create_user(UserName="no-commit")
-        cut = [f"arn:aws:s3:::{BUCKET}/runs/{name}/manifest.json" for name in ("cut", "alpaca-cut")]
+        cut = [f"arn:aws:s3:::{BUCKET}/runs/{name}/manifest.json" for name in ("cut", "alpaca")]
         deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": cut}
         policy["Statement"].append(deny)
         iam.put_user_policy(UserName="no-commit", PolicyName="all-but", PolicyDocument=json.dumps(policy))
@@ -197,10 +197,20 @@ def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
     env = s3.env(PREFECT_API_URL=prefect_api)
     out = f"s3://{BUCKET}/runs/alpaca"
     args = _alpaca_args(tmp_path)
+    # First with a key that may not write this run's manifest: the publish stops just before its commit,
+    # with everything else (the selection, its manifest after its files, and the card) already up.
+    cut = run_cli(*args, "--out", out, check=False, env={**env, **s3.no_commit})
+    assert cut.returncode == 2 and f"curate: error: {out}/manifest.json: access denied" in cut.stderr
+    uploaded = set(s3.keys("runs/alpaca/"))
+    expected = {"runs/alpaca/README.md", "runs/alpaca/selections/lima-1k/manifest.json"}
+    assert expected <= uploaded and "runs/alpaca/manifest.json" not in uploaded
+    assert run_cli("inspect", out, check=False, env=env).returncode == 2  # no manifest: no run there yet
+
+    # The rerun (same machine, so the same staged run) computes nothing: it finishes the upload.
     done = run_cli(*args, "--out", out, env=env)
+    assert "is up to date; nothing to do" in done.stdout + done.stderr
     assert f"run directory: {out}" in done.stdout and f"card: {out}/README.md" in done.stdout
     assert f"selection lima-1k: 40 records in {out}/selections/lima-1k/data/" in done.stdout
-
     keys = s3.keys("runs/alpaca/")
     manifest = json.loads(s3.read("runs/alpaca/manifest.json"))
     assert manifest["records"] == {"in": 175, "kept": 100, "rejected": 75}
@@ -211,7 +221,6 @@ def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
     _check_outputs(s3, "runs/alpaca", manifest)
     _check_outputs(s3, "runs/alpaca/selections/lima-1k", side)
     assert {"runs/alpaca/README.md", "runs/alpaca/selections/lima-1k/README.md"} <= set(keys)
-    assert s3.read("runs/alpaca/README.md").decode().startswith("---\n")
     assert not any(".checkpoints" in key for key in keys)
 
     # The same run into a local folder: the same shards, byte for byte, the selection's too, and the same card
@@ -220,14 +229,13 @@ def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
     run_cli(*args, "--out", str(local), env=env)
     local_manifest = json.loads((local / "manifest.json").read_text())
     local_side = json.loads((local / "selections" / "lima-1k" / "manifest.json").read_text())
-    for mine, theirs in ((local_manifest, manifest), (local_side, side)):
+    for mine, theirs, prefix in ((local_manifest, manifest, ""), (local_side, side, "selections/lima-1k/")):
         assert [e["path"] for e in mine["outputs"]["data"]] == [e["path"] for e in theirs["outputs"]["data"]]
-        assert [e["sha256"] for e in mine["outputs"]["data"]] == [e["sha256"] for e in theirs["outputs"]["data"]]
-    for entry in local_side["outputs"]["data"]:
-        remote = s3.read(f"runs/alpaca/selections/lima-1k/{entry['path']}")
-        assert _sha256((local / "selections" / "lima-1k" / entry["path"]).read_bytes()) == _sha256(remote)
-    card = s3.read("runs/alpaca/README.md").decode().replace(out, str(local))
-    assert card == (local / "README.md").read_text()
+        for entry in mine["outputs"]["data"]:
+            remote = s3.read(f"runs/alpaca/{prefix}{entry['path']}")
+            assert _sha256((local / prefix / entry["path"]).read_bytes()) == _sha256(remote)
+    card = s3.read("runs/alpaca/README.md").decode()
+    assert card.startswith("---\n") and card.replace(out, str(local)) == (local / "README.md").read_text()
 
     # A rerun from another machine (an empty cache) is up to date: no stage runs, nothing but the card (rewritten,
     # as every run rewrites it) is uploaded again.
@@ -252,23 +260,20 @@ def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
     assert s3.keys("notes/") == ["notes/mine.txt"]
 
 
-def test_curate_alpaca_publish_cut_short_before_its_manifest_is_finished_by_the_rerun(
-    s3: S3, prefect_api: str, tmp_path: Path
-) -> None:
-    out = f"s3://{BUCKET}/runs/alpaca-cut"
-    args = _alpaca_args(tmp_path)
-    cut = run_cli(*args, "--out", out, check=False, env=s3.env(PREFECT_API_URL=prefect_api, **s3.no_commit))
-    assert cut.returncode == 2 and f"curate: error: {out}/manifest.json: access denied" in cut.stderr
-    uploaded = set(s3.keys("runs/alpaca-cut/"))
-    # Everything else went up first: the selection (its manifest after its files) and the card.
-    expected = {"runs/alpaca-cut/README.md", "runs/alpaca-cut/selections/lima-1k/manifest.json"}
-    assert expected <= uploaded and "runs/alpaca-cut/manifest.json" not in uploaded
+def test_a_stage_command_reads_and_writes_runs_at_urls_and_keeps_its_work_folder_local(s3: S3) -> None:
+    from tests.conftest import ROOT
 
-    again = run_cli(*args, "--out", out, env=s3.env(PREFECT_API_URL=prefect_api))
-    assert "is up to date; nothing to do" in again.stdout + again.stderr
-    manifest = json.loads(s3.read("runs/alpaca-cut/manifest.json"))
-    assert manifest["records"] == {"in": 175, "kept": 100, "rejected": 75}
-    _check_outputs(s3, "runs/alpaca-cut", manifest)
+    source, out = f"s3://{BUCKET}/runs/posts", f"s3://{BUCKET}/runs/posts-dedup"
+    run_cli("ingest", f"s3://{BUCKET}/corpus/part-00000.jsonl.gz", "--out", source, *TEXT, "--quiet", env=s3.env())
+    done = run_cli("dedup", source, "--exact", "--near", "--out-of-core", "--out", out, "--quiet", env=s3.env())
+    assert f"run directory: {out}" in done.stdout and f"card: {out}/README.md" in done.stdout
+    manifest = json.loads(s3.read("runs/posts-dedup/manifest.json"))
+    assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup", "near_dup"]
+    assert manifest["stages"][1]["rejected"] > 0 and manifest["parent"]["run"] == source
+    _check_outputs(s3, "runs/posts-dedup", manifest)
+    # The out-of-core work folder is in the staged copy: never uploaded, and never a local "s3:/..." folder.
+    assert not any(".checkpoints" in key for key in s3.keys("runs/posts-dedup/"))
+    assert not (ROOT / "s3:").exists()
 
 
 def test_manifest_is_the_commit_marker_and_only_curates_objects_are_replaced(s3: S3, tmp_path: Path) -> None:
