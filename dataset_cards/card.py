@@ -10,7 +10,7 @@ seconds, more than a fast stage itself, so stage commands write the card without
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,7 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
     kept = pl.scan_parquet(run.data_files())
     example = conform(kept.head(1).collect(), RECORD_SCHEMA)
     rows = int(kept.select(pl.len()).collect().item())
-    name = manifest.get("name") or run.root.name
+    name = manifest.get("name") or PurePosixPath(run.location).name  # a staged run's folder is not its name
     rejects = {
         stage: pl.scan_parquet(path) for stage, path in _stage_files(run, manifest, "rejects").items() if path.exists()
     }
@@ -387,7 +387,7 @@ def _body(
         "## How to reproduce",
         "",
         "```bash",
-        f"{reproduce_command(manifest, run.root)}  # see manifest.json for every parameter",
+        f"{reproduce_command(manifest, run.location)}  # see manifest.json for every parameter",
         "```",
         "",
         f"- curate commit: `{manifest.get('git_commit')}`; run fingerprint `{manifest.get('fingerprint')}`",
@@ -598,7 +598,7 @@ def _ablation_section(run: RunDir) -> list[str]:
     return out
 
 
-def reproduce_command(manifest: dict[str, Any], root: Path) -> str:
+def reproduce_command(manifest: dict[str, Any], location: str) -> str:
     """A command that makes this run again: the recorded CLI invocation where there is one."""
     invocation = manifest.get("invocation") or ""
     if invocation.startswith("curate "):
@@ -609,12 +609,16 @@ def reproduce_command(manifest: dict[str, Any], root: Path) -> str:
     if command == "pipeline":
         return "python: curate.Pipeline(...).run(...)  # the stages and their parameters are in manifest.json"
     inputs = [i.get("dataset") or i["path"] for i in manifest.get("inputs", [])]
-    return " ".join(["curate", command, *dict.fromkeys(inputs), "--out", str(root)])
+    return " ".join(["curate", command, *dict.fromkeys(inputs), "--out", location])
 
 
-def write_card(run_dir: Path | str, draw: bool = True) -> Path:
-    """Write (or rewrite) ``RUN/README.md`` and, with ``draw``, ``RUN/figures/``; returns the card's path."""
-    run = RunDir(run_dir)
+def write_card(run_dir: Path | str | RunDir, draw: bool = True) -> Path:
+    """Write (or rewrite) ``RUN/README.md`` and, with ``draw``, ``RUN/figures/``; returns the card's path.
+
+    A run staged for a URL is published after its card is written; given the writer's
+    :class:`RunDir` (its manifest committed locally, not yet uploaded), the manifest goes up last.
+    """
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     text, _ = build(run, draw)
     path = run.root / "README.md"
     write_bytes(path, text.encode("utf-8"))

@@ -1,6 +1,8 @@
 """The ``curate-alpaca`` flow: Alpaca 52k (or any source) -> exact dedup -> near dedup -> filters
 -> quality probe -> keep the best ~9k -> export -> dataset card, with the side selections of the
 recipe (a LIMA-style 1k) exported beside it as their own run directories under ``RUN/selections/``.
+``out`` may be an fsspec URL (``s3://bucket/runs/x``): the run, its selections and its card are
+staged locally and uploaded manifest-last (:mod:`curate.io.storage`).
 
 The flow only wires library calls into tasks; all logic lives in :mod:`curate` and :mod:`scorers`.
 Tasks hand each other frames in memory (results are never persisted or hashed); filters map over
@@ -25,6 +27,7 @@ from curate.dedup.out_of_core import use_out_of_core
 from curate.io.ingest import IngestOptions
 from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
+from curate.run.directory import RunDir
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
 from flows.report import StageClock, close_run, print_result
 from flows.scale import filter_shard, map_shards, sign_shards, task_runner
@@ -185,10 +188,12 @@ def clean(
 
 
 @task(cache_policy=NONE, persist_result=False)
-def card(out: str) -> str:
+def card(run: RunDir) -> str:
+    """The run's card; a run staged for a URL is uploaded after it (manifest last), and its card is named by URL."""
     from dataset_cards.card import write_card
 
-    return str(write_card(out))
+    path = write_card(run)
+    return f"{run.location}/README.md" if run.remote else str(path)
 
 
 @task(cache_policy=NONE, persist_result=False)
@@ -252,7 +257,8 @@ def curate_alpaca(
         "exact": exact.as_dict(),
         "near": near.as_dict(),
         "index": near_index,
-        "recipe": chosen_recipe.model_dump(),
+        # The selection --keep sized, so that another --keep is another run (not "up to date").
+        "recipe": chosen_recipe.model_copy(update={"select": main_spec}).model_dump(),
         "judge_labels": judge_labels,
     }
     # Checkpoints after every stage: a run killed part-way resumes after its last finished stage.
@@ -262,7 +268,9 @@ def curate_alpaca(
         + (["--recipe", recipe] if recipe else [])
         + (["--keep", str(keep_n)] if keep_n is not None else [])
     )
-    writer = RunWriter(out, "curate-alpaca", plan, export_options, invocation, checkpoints=True, overwrite=overwrite)
+    writer = RunWriter(
+        out, "curate-alpaca", plan, export_options, invocation, checkpoints=True, overwrite=overwrite, publish=False
+    )
     clock = StageClock()
     try:
         records = clean(writer, sources, options, exact, near, near_index, steps, clock, dask, shard_rows)
@@ -284,7 +292,7 @@ def curate_alpaca(
             manifest = export(writer, records)
     except UpToDate:
         manifest = None
-    return close_run("curate-alpaca", manifest, out, clock, card)
+    return close_run("curate-alpaca", manifest, writer.run, out, clock, card)
 
 
 def main() -> None:

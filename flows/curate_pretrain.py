@@ -190,7 +190,7 @@ def curate_pretrain(
         + (["--recipe", recipe] if recipe else [])
         + (["--text-field", text_field] if text_field else [])
     )
-    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, overwrite=overwrite)
+    writer = RunWriter(out, "curate-pretrain", plan, export_options, invocation, overwrite=overwrite, publish=False)
     sharded = ShardedRun(writer, shard_rows)
     clock = StageClock()
     try:
@@ -216,7 +216,7 @@ def curate_pretrain(
             manifest = export_shards(sharded)
     except UpToDate:
         manifest = None
-    return close_run("curate-pretrain", manifest, out, clock, card)
+    return close_run("curate-pretrain", manifest, writer.run, out, clock, card)
 
 
 def main() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
 
 from curate.errors import CurateError
+from curate.run.directory import RunDir
 from curate.run.funnel import funnel_rows, funnel_table
 
 
@@ -77,22 +77,22 @@ def publish(flow_name: str, manifest: dict[str, Any], out: str, card: str, secon
 
 
 def close_run(
-    flow_name: str, manifest: dict[str, Any] | None, out: str, clock: StageClock, card_task: Any
+    flow_name: str, manifest: dict[str, Any] | None, run: RunDir, out: str, clock: StageClock, card_task: Any
 ) -> dict[str, Any]:
     """The common end of a flow run: write the card, publish the funnel artifact, log the funnel.
 
-    ``manifest`` is None when the run directory was already up to date (its manifest is read).
-    Returns the flow's result: the run, its record counts, the card and per-stage seconds.
+    ``run`` is the writer's run directory: ``card_task(run)`` writes the card and, for a run staged
+    for a URL, uploads the run with its manifest last. ``manifest`` is None when the run directory
+    was already up to date (its manifest is read). Returns the flow's result: the run, its record
+    counts, the card and per-stage seconds.
     """
     from prefect import get_run_logger
 
-    from curate.run.directory import RunDir
-
     if manifest is None:
         get_run_logger().info("%s is up to date; nothing to do", out)
-        manifest = RunDir(out).manifest()
+        manifest = run.manifest()
     with clock("card"):
-        card_path = card_task(out)
+        card_path = card_task(run)
     publish(flow_name, manifest, out, card_path, clock.seconds)
     get_run_logger().info("funnel:\n%s", funnel_table(manifest))
     return {"run": out, **manifest["records"], "card": card_path, "seconds": clock.seconds}
@@ -105,14 +105,14 @@ def print_result(result: dict[str, Any]) -> None:
     """
     import json
 
-    from curate.run.directory import RunDir
     from curate.run.funnel import summary, warnings
 
     out = result["run"]
-    manifest = RunDir(out).manifest()
+    run = RunDir(out)
+    manifest = run.manifest()
     print(summary(manifest, out))
     for name, path in sorted((manifest.get("selections") or {}).items()):
-        for line in warnings(RunDir(Path(out) / path).manifest(), name):
+        for line in warnings(RunDir(run.root / path).manifest(), name):
             print(line)
     print(f"  card: {result['card']} (figures in {out}/figures/)")
     print("stage seconds: " + json.dumps(result["seconds"]))

@@ -38,7 +38,7 @@ def select_lima_1k(
     spec = SelectSpec(name="lima-1k", strategy=strategy, n=n, by=by, candidates=candidates)
     score_spec = ScoreSpec(probe=probe)
     plan = {"source": source, "select": spec.model_dump(), "probe": probe}
-    writer = RunWriter(out, "select-lima-1k", plan, overwrite=overwrite)
+    writer = RunWriter(out, "select-lima-1k", plan, overwrite=overwrite, publish=False)
     clock = StageClock()
     try:
         with clock("ingest"):
@@ -52,7 +52,7 @@ def select_lima_1k(
             manifest = export(writer, records)
     except UpToDate:
         manifest = None
-    return close_run("select-lima-1k", manifest, out, clock, card)
+    return close_run("select-lima-1k", manifest, writer.run, out, clock, card)
 
 
 def main() -> None:

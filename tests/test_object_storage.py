@@ -32,7 +32,7 @@ class S3:
     secret: str
     client: object
     corpus: Path
-    no_commit: dict[str, str]  # credentials refused only for PUT runs/cut/manifest.json
+    no_commit: dict[str, str]  # credentials refused only for PUT runs/{cut,alpaca}/manifest.json
 
     def env(self, **changes: str) -> dict[str, str]:
         """What a user sets to reach this server (no ~/.aws files are read)."""
@@ -84,7 +84,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[S3]
         access = iam.create_access_key(UserName="curate")["AccessKey"]
         # A second key that may write everything but one manifest: a publish that stops before its commit.
         iam.create_user(UserName="no-commit")
-        deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/runs/cut/manifest.json"}
+        cut = [f"arn:aws:s3:::{BUCKET}/runs/{name}/manifest.json" for name in ("cut", "alpaca")]
+        deny = {"Effect": "Deny", "Action": "s3:PutObject", "Resource": cut}
         policy["Statement"].append(deny)
         iam.put_user_policy(UserName="no-commit", PolicyName="all-but", PolicyDocument=json.dumps(policy))
         no_commit = iam.create_access_key(UserName="no-commit")["AccessKey"]
@@ -174,6 +175,105 @@ def test_curate_pretrain_from_s3_to_s3_equals_the_local_run(
     assert "up to date" in again.stdout + again.stderr
     assert s3.client.head_object(Bucket=BUCKET, Key="runs/x/manifest.json")["LastModified"] == before
     assert s3.keys("runs/x/") == keys
+
+
+def _alpaca_args(tmp_path: Path) -> tuple[str, ...]:
+    """curate-alpaca over the 175 Alpaca seed tasks, keeping 100 and a LIMA-style 40 (the shipped probes: seconds)."""
+    recipe = tmp_path / "recipe.yaml"
+    default = (Path(__file__).parents[1] / "curate" / "recipes" / "curate-alpaca.yaml").read_text()
+    recipe.write_text(default.replace("n: 1000", "n: 40"))
+    return ("run", "curate-alpaca", "alpaca-seed-tasks", "--recipe", str(recipe), "--keep", "100")
+
+
+def _check_outputs(s3: S3, prefix: str, manifest: dict) -> None:
+    for group in ("data", "rejects", "annotations"):
+        for entry in manifest["outputs"][group]:
+            assert _sha256(s3.read(f"{prefix}/{entry['path']}")) == entry["sha256"]
+
+
+def test_curate_alpaca_to_s3_equals_the_local_run_with_its_selections_and_card(
+    s3: S3, prefect_api: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = s3.env(PREFECT_API_URL=prefect_api)
+    out = f"s3://{BUCKET}/runs/alpaca"
+    args = _alpaca_args(tmp_path)
+    # First with a key that may not write this run's manifest: the publish stops just before its commit,
+    # with everything else (the selection, its manifest after its files, and the card) already up.
+    cut = run_cli(*args, "--out", out, check=False, env={**env, **s3.no_commit})
+    assert cut.returncode == 2 and f"curate: error: {out}/manifest.json: access denied" in cut.stderr
+    uploaded = set(s3.keys("runs/alpaca/"))
+    expected = {"runs/alpaca/README.md", "runs/alpaca/selections/lima-1k/manifest.json"}
+    assert expected <= uploaded and "runs/alpaca/manifest.json" not in uploaded
+    assert run_cli("inspect", out, check=False, env=env).returncode == 2  # no manifest: no run there yet
+
+    # The rerun (same machine, so the same staged run) computes nothing: it finishes the upload.
+    done = run_cli(*args, "--out", out, env=env)
+    assert "is up to date; nothing to do" in done.stdout + done.stderr
+    assert f"run directory: {out}" in done.stdout and f"card: {out}/README.md" in done.stdout
+    assert f"selection lima-1k: 40 records in {out}/selections/lima-1k/data/" in done.stdout
+    keys = s3.keys("runs/alpaca/")
+    manifest = json.loads(s3.read("runs/alpaca/manifest.json"))
+    assert manifest["records"] == {"in": 175, "kept": 100, "rejected": 75}
+    assert manifest["selections"] == {"lima-1k": "selections/lima-1k"}
+    side = json.loads(s3.read("runs/alpaca/selections/lima-1k/manifest.json"))
+    assert side["records"] == {"in": 175, "kept": 40, "rejected": 135}
+    assert side["parent"]["run"] == out  # the URL, not the staged copy's folder
+    _check_outputs(s3, "runs/alpaca", manifest)
+    _check_outputs(s3, "runs/alpaca/selections/lima-1k", side)
+    assert {"runs/alpaca/README.md", "runs/alpaca/selections/lima-1k/README.md"} <= set(keys)
+    assert not any(".checkpoints" in key for key in keys)
+
+    # The same run into a local folder: the same shards, byte for byte, the selection's too, and the same card
+    # but for the run's location.
+    local = tmp_path / "alpaca"
+    run_cli(*args, "--out", str(local), env=env)
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    local_side = json.loads((local / "selections" / "lima-1k" / "manifest.json").read_text())
+    for mine, theirs, prefix in ((local_manifest, manifest, ""), (local_side, side, "selections/lima-1k/")):
+        assert [e["path"] for e in mine["outputs"]["data"]] == [e["path"] for e in theirs["outputs"]["data"]]
+        for entry in mine["outputs"]["data"]:
+            remote = s3.read(f"runs/alpaca/{prefix}{entry['path']}")
+            assert _sha256((local / prefix / entry["path"]).read_bytes()) == _sha256(remote)
+    card = s3.read("runs/alpaca/README.md").decode()
+    assert card.startswith("---\n") and card.replace(out, str(local)) == (local / "README.md").read_text()
+
+    # A rerun from another machine (an empty cache) is up to date: no stage runs, nothing but the card (rewritten,
+    # as every run rewrites it) is uploaded again.
+    books = [k for k in keys if not k.endswith("README.md") and "/figures/" not in k]
+    stamps = {k: s3.client.head_object(Bucket=BUCKET, Key=k)["LastModified"] for k in books}
+    monkeypatch.setenv("CURATE_CACHE", str(tmp_path / "another-machine"))
+    again = run_cli(*args, "--out", out, env=env)
+    assert "is up to date; nothing to do" in again.stdout + again.stderr
+    assert f"selection lima-1k: 40 records in {out}/selections/lima-1k/data/" in again.stdout
+    assert s3.keys("runs/alpaca/") == keys
+    assert {k: s3.client.head_object(Bucket=BUCKET, Key=k)["LastModified"] for k in stamps} == stamps
+
+    # Other parameters into it need --overwrite; a prefix of a user's objects is refused before any work.
+    other = run_cli(*args[:-1], "90", "--out", out, check=False, env=env)
+    assert other.returncode == 2 and f"curate: error: {out} already holds a curate run of other inputs" in other.stderr
+    assert json.loads(s3.read("runs/alpaca/manifest.json")) == manifest
+    refused = run_cli(*args, "--out", f"s3://{BUCKET}/notes", check=False, env=env)
+    assert _one_line_error(refused) == (
+        f"curate: error: s3://{BUCKET}/notes exists, is not empty and is not a curate run directory; "
+        "curate writes only into a new or empty prefix or an earlier run (choose another --out)"
+    )
+    assert s3.keys("notes/") == ["notes/mine.txt"]
+
+
+def test_a_stage_command_reads_and_writes_runs_at_urls_and_keeps_its_work_folder_local(s3: S3) -> None:
+    from tests.conftest import ROOT
+
+    source, out = f"s3://{BUCKET}/runs/posts", f"s3://{BUCKET}/runs/posts-dedup"
+    run_cli("ingest", f"s3://{BUCKET}/corpus/part-00000.jsonl.gz", "--out", source, *TEXT, "--quiet", env=s3.env())
+    done = run_cli("dedup", source, "--exact", "--near", "--out-of-core", "--out", out, "--quiet", env=s3.env())
+    assert f"run directory: {out}" in done.stdout and f"card: {out}/README.md" in done.stdout
+    manifest = json.loads(s3.read("runs/posts-dedup/manifest.json"))
+    assert [s["name"] for s in manifest["stages"]] == ["ingest", "exact_dedup", "near_dup"]
+    assert manifest["stages"][1]["rejected"] > 0 and manifest["parent"]["run"] == source
+    _check_outputs(s3, "runs/posts-dedup", manifest)
+    # The out-of-core work folder is in the staged copy: never uploaded, and never a local "s3:/..." folder.
+    assert not any(".checkpoints" in key for key in s3.keys("runs/posts-dedup/"))
+    assert not (ROOT / "s3:").exists()
 
 
 def test_manifest_is_the_commit_marker_and_only_curates_objects_are_replaced(s3: S3, tmp_path: Path) -> None:

@@ -51,7 +51,8 @@ def cmd_dedup(args: argparse.Namespace) -> None:
     writer, records = started
     from curate.dedup.out_of_core import frame_shards, use_out_of_core
 
-    work = Path(args.work_dir) if args.work_dir else Path(args.out) / ".checkpoints" / "near_dup"
+    # By default inside the run's own folder (for a run at a URL, its staged copy; never uploaded).
+    work = Path(args.work_dir) if args.work_dir else writer.run.root / ".checkpoints" / "near_dup"
     force = True if args.dask else args.out_of_core
     if exact is not None:
         if use_out_of_core(records.height, args.out_of_core_above, force=force):

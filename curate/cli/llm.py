@@ -49,6 +49,7 @@ def cmd_self_instruct(args: argparse.Namespace) -> None:
             invocation,
             progress=not args.quiet,
             overwrite=args.overwrite,
+            publish=False,  # done() writes the card, then publishes (manifest last)
         )
     except UpToDate:
         return up_to_date(args.out)

@@ -94,7 +94,8 @@ def run_writer(args: argparse.Namespace, command: str, plan: dict):
 
     invocation = shlex.join(["curate", *sys.argv[1:]])
     export = ExportOptions(max_shard_rows=args.max_shard_rows)
-    return RunWriter(args.out, command, plan, export, invocation, overwrite=args.overwrite)
+    # publish=False: done() writes the card, then uploads a run staged for a URL (manifest last).
+    return RunWriter(args.out, command, plan, export, invocation, overwrite=args.overwrite, publish=False)
 
 
 def start(args: argparse.Namespace, command: str, plan: dict):
@@ -111,11 +112,15 @@ def start(args: argparse.Namespace, command: str, plan: dict):
 
 
 def done(manifest: dict, out: str) -> None:
+    """Write the card of the run just committed at ``out`` and publish it (a run at a URL: manifest last)."""
     from curate.io.storage import is_remote
+    from curate.run.directory import RunDir
     from curate.run.funnel import summary
     from dataset_cards.card import write_card
 
-    card = write_card(out, draw=False)  # figures take longer than a fast stage: `curate card` draws them
+    # The writer's view: a run at a URL is committed in its staged copy, not uploaded yet. No figures:
+    # drawing them takes longer than a fast stage (`curate card` draws them).
+    card = write_card(RunDir(out, writer=True), draw=False)
     card = f"{out}/README.md" if is_remote(out) else card  # a staged run's card is uploaded with it
     print(summary(manifest, out))
     print(f"  card: {card} (figures: curate card {out})")

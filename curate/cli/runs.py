@@ -16,11 +16,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-    from curate.io.storage import is_remote
-
     out = args.out or f"runs/{args.flow}"
-    if args.flow == "curate-alpaca" and is_remote(out):
-        raise usage("curate-alpaca writes its selections as runs nested in --out: give a local --out for now")
     if args.flow == "curate-pretrain" and not args.sources:
         raise usage("curate-pretrain needs at least one SOURCE (files, folders of shards or registry names)")
     _check_storage(args.sources, out)
@@ -54,19 +50,16 @@ def _run_flow(args: argparse.Namespace, out: str) -> dict:
 
 
 def _print_summary(out: str, result: dict) -> None:
-    from pathlib import Path
-
-    from curate.io.storage import is_remote
     from curate.run.directory import RunDir
     from curate.run.funnel import summary, warnings
 
-    manifest = RunDir(out).manifest()
+    run = RunDir(out)
+    manifest = run.manifest()
     print(summary(manifest, out))
-    card = f"{out}/README.md" if is_remote(out) else result["card"]  # a staged run's card is uploaded too
-    print(f"  card: {card} (figures in {out}/figures/)")
+    print(f"  card: {result['card']} (figures in {out}/figures/)")
     for name, path in manifest.get("selections", {}).items():
-        side = RunDir(Path(out) / path).manifest()
-        print(f"  selection {name}: {side['records']['kept']:,} records in {Path(out) / path}/data/")
+        side = RunDir(run.root / path).manifest()  # a run at a URL: its staged copy, selections included
+        print(f"  selection {name}: {side['records']['kept']:,} records in {out.rstrip('/')}/{path}/data/")
         for line in warnings(side, name):
             print(line)
     print("  stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()))

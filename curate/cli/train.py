@@ -34,9 +34,18 @@ def _train_config(args: argparse.Namespace):
     )
 
 
+def _local_out(args: argparse.Namespace, what: str) -> None:
+    """Training, ablation and pairwise outputs are local folders and files (not run directories)."""
+    from curate.io.storage import is_remote
+
+    if args.out and is_remote(args.out):
+        raise usage(f"--out {args.out}: {what} is written to a local path; object storage takes run directories only")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from curate.training.trainer import train
 
+    _local_out(args, "a training run")
     result = train(
         args.run, args.out, _train_config(args), device=args.device, save_every=args.save_every, progress=not args.quiet
     )
@@ -72,6 +81,8 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     from curate.training.ablate import load_spec, preset, run_ablation, with_seeds
     from dataset_cards.ablation import results_markdown
 
+    _local_out(args, "an ablation")
+
     if bool(args.spec) == bool(args.preset):
         raise usage("give an ablation spec (YAML) or --preset ci|cpu|full, not both")
     spec = preset(args.preset) if args.preset else load_spec(args.spec)
@@ -89,6 +100,8 @@ def cmd_pairwise(args: argparse.Namespace) -> None:
 
     from curate.io.atomic import write_json
     from curate.training.pairwise import endpoint_judge, judge_arms
+
+    _local_out(args, "a pairwise result")
 
     judge = endpoint_judge(args.base_url, args.judge_model, args.api_key_env)
     result = judge_arms(args.a, args.b, judge, n=args.n, max_new_tokens=args.max_new_tokens)

@@ -9,9 +9,10 @@ zstd decoded on the fly, Parquet read by row group), never downloaded whole firs
 
 Run directories. An object store has no rename, so a run at a URL is staged in a local folder,
 ``$CURATE_CACHE/remote-runs/<hash of the URL>/run`` (the local rules hold there: write, then
-rename), and published by uploading the ``.curate-run`` marker, then the shards, rejects and
-annotations, and ``manifest.json`` last. The manifest is the commit marker: a prefix without it
-holds no committed run. Only files curate itself uploaded, or the previous manifest listed, are
+rename), and published by uploading the ``.curate-run`` marker, then the shards, rejects,
+annotations and dataset card, then the manifests of the runs nested in it (curate-alpaca's
+``selections/NAME``), and its own ``manifest.json`` last. The manifest is the commit marker: a
+prefix without it holds no committed run. Only files curate itself uploaded, or the previous manifest listed, are
 ever replaced or deleted; a prefix that holds other objects is refused.
 
 Settings come from the standard environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
@@ -347,13 +348,7 @@ class RemoteRun:
                 manifest = json.loads(remote_manifest)
             except json.JSONDecodeError as exc:
                 raise CurateError(f"{self._remote_url(MANIFEST)}:{exc.lineno}: broken manifest: {exc.msg}") from None
-            for group in ("data", "rejects", "annotations"):
-                for entry in manifest.get("outputs", {}).get(group, []):
-                    target = self.local / entry["path"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with failures(self._remote_url(entry["path"])):
-                        self.fs.get_file(self._remote(entry["path"]), str(target))
-                    files[entry["path"]] = entry["sha256"]
+            self._fetch_outputs("", manifest, files)
             if MARKER in self.sizes:
                 with failures(self._remote_url(MARKER)):
                     marker = self.fs.cat_file(self._remote(MARKER))
@@ -363,6 +358,33 @@ class RemoteRun:
             files[MANIFEST] = remote_sha or ""
         self.state = {"url": self.url, "manifest": remote_sha, "files": files}
         self._save_state()
+
+    def _fetch_outputs(self, folder: str, manifest: dict[str, Any], files: dict[str, str]) -> None:
+        """Download the files ``manifest`` lists, and the runs nested in it (curate-alpaca's
+        ``selections/NAME``, each with its own manifest), into the staged folder."""
+        from curate.io.atomic import write_bytes
+
+        for group in ("data", "rejects", "annotations"):
+            for entry in manifest.get("outputs", {}).get(group, []):
+                name = _inside(folder, entry["path"], self.url)
+                target = self.local / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with failures(self._remote_url(name)):
+                    self.fs.get_file(self._remote(name), str(target))
+                files[name] = entry["sha256"]
+        for nested in (manifest.get("selections") or {}).values():
+            name = _inside(folder, f"{nested}/{MANIFEST}", self.url)
+            if name not in self.sizes:
+                continue  # gone from the prefix: the run no longer verifies, and a rerun redoes it
+            with failures(self._remote_url(name)):
+                body = self.fs.cat_file(self._remote(name))
+            try:
+                inner = json.loads(body)
+            except json.JSONDecodeError as exc:
+                raise CurateError(f"{self._remote_url(name)}:{exc.lineno}: broken manifest: {exc.msg}") from None
+            self._fetch_outputs(str(PurePosixPath(name).parent), inner, files)
+            write_bytes(self.local / name, body)
+            files[name] = hashlib.sha256(body).hexdigest()
 
     def _remote_url(self, relative: str) -> str:
         return f"{self.url}/{relative}"
@@ -401,7 +423,8 @@ class RemoteRun:
             return
         hashes = {name: sha256_file(path) for name, path in staged.items()}
         before = dict(self.state["files"])
-        order = sorted(staged, key=lambda name: (name != MARKER, name == MANIFEST, name))
+        # The marker first; every manifest after the files it lists (a nested run's too); the run's own last.
+        order = sorted(staged, key=lambda name: (name != MARKER, name == MANIFEST, name.endswith(f"/{MANIFEST}"), name))
         for name in order:
             size = staged[name].stat().st_size
             if before.get(name) == hashes[name] and self.sizes.get(name) == size:
@@ -419,6 +442,14 @@ class RemoteRun:
             self.sizes.pop(name, None)
             del self.state["files"][name]
         self._save_state()
+
+
+def _inside(folder: str, relative: str, url: str) -> str:
+    """``folder/relative`` as a name inside the run, refusing a manifest entry that points outside it."""
+    name = PurePosixPath(folder, relative)
+    if name.is_absolute() or ".." in name.parts:
+        raise CurateError(f"{url}/{MANIFEST}: lists {relative!r}, which is outside the run directory")
+    return name.as_posix()
 
 
 def holds_run(url: str) -> bool:

@@ -140,9 +140,11 @@ class RunDir:
         return None
 
     def verify(self) -> list[str]:
-        """Problems with the run's files against the manifest (empty when all is well)."""
+        """Problems with the run's files against the manifest (empty when all is well), the runs
+        nested in it (curate-alpaca's ``selections/NAME``) included."""
         problems = []
-        outputs = self.manifest()["outputs"]
+        manifest = self.manifest()
+        outputs = manifest["outputs"]
         for group in ("data", "rejects", "annotations"):
             for entry in outputs.get(group, []):
                 path = self.root / entry["path"]
@@ -150,12 +152,20 @@ class RunDir:
                     problems.append(f"{entry['path']}: missing")
                 elif sha256_file(path) != entry["sha256"]:
                     problems.append(f"{entry['path']}: sha256 differs from the manifest")
+        for nested in (manifest.get("selections") or {}).values():
+            if not (self.root / nested / MANIFEST).is_file():
+                problems.append(f"{nested}: missing")
+            else:
+                problems += [f"{nested}/{problem}" for problem in RunDir(self.root / nested).verify()]
         return problems
 
-    def commit(self, manifest: dict[str, Any]) -> None:
+    def commit(self, manifest: dict[str, Any], publish: bool = True) -> None:
+        """Write the manifest; ``publish=False`` leaves a run staged for a URL to :meth:`publish` later
+        (after its dataset card is written, so that the manifest still goes up last)."""
         check_accounting(manifest)
         write_json(self.manifest_path, manifest)
-        self.publish()
+        if publish:
+            self.publish()
 
     def publish(self) -> None:
         """Upload a run staged for a URL (its files, then the manifest); a local run is already in place."""

@@ -55,8 +55,12 @@ class RunWriter:
         invocation: str | None = None,
         checkpoints: bool = False,
         overwrite: bool = False,
+        publish: bool = True,
     ) -> None:
         self.run = RunDir(out, writer=True)
+        # False: a run staged for a URL is committed locally only; the caller writes its dataset card and
+        # then calls ``self.run.publish()``, so that the manifest is still the last object uploaded.
+        self.publish_on_commit = publish
         self.checkpoints = checkpoints
         self.overwrite = overwrite
         self._restored: list[str] = []
@@ -221,7 +225,7 @@ class RunWriter:
             self.run.copy_history_from(source)
         self.manifest["inputs"] = previous["inputs"]
         self._input_fingerprints = _parent_hashes(previous)
-        self.manifest["parent"] = {"run": str(source.root), "fingerprint": previous.get("fingerprint")}
+        self.manifest["parent"] = {"run": source.location, "fingerprint": previous.get("fingerprint")}
         self.manifest["stages"] = previous["stages"]
         for group in ("rejects", "annotations"):
             self.manifest["outputs"][group] = list(previous["outputs"].get(group, []))
@@ -261,7 +265,7 @@ class RunWriter:
             other.manifest[key] = copy.deepcopy(self.manifest[key])
         other.manifest["outputs"]["data"] = []
         other._input_fingerprints = self._input_fingerprints
-        other.manifest["parent"] = {"run": str(self.run.root), "branch_after": self.manifest["stages"][-1]["name"]}
+        other.manifest["parent"] = {"run": self.run.location, "branch_after": self.manifest["stages"][-1]["name"]}
         return other
 
     def ingest_streaming(self, specs: list[str], options: IngestOptions, progress: bool = True) -> None:
@@ -334,7 +338,7 @@ class RunWriter:
         self.manifest["status"] = "complete"
         keep = {e["path"] for group in ("rejects", "annotations") for e in self.manifest["outputs"][group]}
         self.run.remove_stale(keep)
-        self.run.commit(self.manifest)
+        self.run.commit(self.manifest, publish=self.publish_on_commit)
         if self._checkpoint_dir.exists():
             shutil.rmtree(self._checkpoint_dir)
         return self.manifest

@@ -658,8 +658,11 @@ def grow(
     invocation: str | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    publish: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run self-instruct into the run directory ``out``; returns (manifest, stats).
+
+    ``publish=False`` leaves a run staged for a URL to the caller, who writes the card first.
 
     Raises :class:`curate.run.pipeline.UpToDate` when ``out`` already holds this exact run.
     """
@@ -673,7 +676,7 @@ def grow(
         raise CurateError(f"{seeds_spec}: no seed tasks read")
     extra = {"api": getattr(generator, "api", None), "novelty": novelty.name if novelty else None}
     plan = {"seeds": seeds_spec, "backend": backend, "model": generator.model, "config": asdict(config), **extra}
-    writer = RunWriter(out, "self-instruct", plan, invocation=invocation, overwrite=overwrite)
+    writer = RunWriter(out, "self-instruct", plan, invocation=invocation, overwrite=overwrite, publish=publish)
     writer.begin(job.inputs)
     hashes = [entry["sha256"] for entry in job.inputs]
     loop = SelfInstruct(
