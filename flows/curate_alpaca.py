@@ -29,7 +29,7 @@ from curate.recipes.recipe import load_recipe
 from curate.records.normalize import TextNormalization
 from curate.run.directory import RunDir
 from curate.run.pipeline import ExportOptions, RunWriter, UpToDate
-from flows.report import StageClock, close_run, print_result
+from flows.report import StageClock, close_run, plain_curate_errors, print_result
 from flows.scale import filter_shard, map_shards, sign_shards, task_runner
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "curate" / "recipes" / "curate-alpaca.yaml"
@@ -233,6 +233,7 @@ def curate_alpaca(
     tasks on a Dask cluster (``tcp://host:8786`` or ``local:N``); neither it nor ``shard_rows``
     changes a byte of the outputs.
     """
+    plain_curate_errors()
     chosen_recipe = load_recipe(recipe or DEFAULT_RECIPE)
     steps = chosen_recipe.filters
     score_spec, main_spec = chosen_recipe.score, chosen_recipe.select
