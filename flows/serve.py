@@ -19,13 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.temporary_server import SQLITE_UNDER_LOAD, stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "curate-process"
-
-
-# SQLite under load (a busy 2-core machine): wait for the lock instead of failing a worker heartbeat with
-# "database is locked" (Prefect's defaults are 10 s and 5 s; it already runs SQLite in WAL mode).
-SQLITE_UNDER_LOAD = {"PREFECT_SERVER_DATABASE_TIMEOUT": "60", "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "30"}
 
 
 def environment(port: int, home: Path | None = None) -> dict[str, str]:
@@ -121,13 +118,7 @@ def services(port: int = 4200, home: Path | None = None) -> Iterator[Services]:
             raise RuntimeError("the Prefect server or worker stopped on its own; see its output above")
     finally:
         for proc in reversed(started):  # the worker first, so it can still report to the server
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
         signal.signal(signal.SIGTERM, previous)
         if started:
             print("stopped the Prefect server and worker", flush=True)

@@ -66,13 +66,15 @@ def _launch(port: int) -> subprocess.Popen:
     return subprocess.Popen([*command, "--log-level", "error", "--lifespan", "on"], env=env)
 
 
-def _stop(server: subprocess.Popen) -> None:
-    server.terminate()
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate, and kill what does not stop within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
     try:
-        server.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+        proc.kill()
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -101,10 +103,10 @@ def temporary_server(warm: tuple[str, ...] = WARM_IMPORTS) -> Iterator[str | Non
                 raise CurateError(f"Prefect's temporary server on port {port} was not up in time")
             time.sleep(0.05)
     except BaseException:
-        _stop(server)
+        stop_process(server)
         raise
     # Stopped at exit, as Prefect stops its own: after its log and event workers have drained.
-    atexit.register(_stop, server)
+    atexit.register(stop_process, server)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url  # for worker processes the flow starts
     try:

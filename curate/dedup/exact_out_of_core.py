@@ -27,7 +27,6 @@ record's normalized text equals its three fields joined with U+001F.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +40,8 @@ from curate.dedup.out_of_core import (
     OutOfCoreResult,
     Units,
     done_marker,
+    record_shard_listing,
+    shard_done_before,
     shard_fingerprint,
     shard_rows,
     start_work_folder,
@@ -131,21 +132,11 @@ class OutOfCoreExactDedup:
             self._count("hashes", pending)
         if not infos:
             raise CurateError("out-of-core exact dedup needs at least one record shard")
-        listing = [[i["fingerprint"], i["start"], i["rows"]] for i in infos]
-        listing_path = self.work / "shards.json"
-        if not listing_path.exists() or json.loads(listing_path.read_text()) != listing:
-            for step in _LATER_STEPS:  # later passes hold only for the shards they were computed from
-                if (self.work / step).exists():
-                    shutil.rmtree(self.work / step)
-            write_json(listing_path, listing)
+        record_shard_listing(self.work, infos, _LATER_STEPS)
         return infos
 
     def _hashed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
-        """Shard ``s``'s done marker when it was hashed from the same records at the same start."""
-        info = done_marker(self._dir("hashes", s))
-        if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
-            return info
-        return None
+        return shard_done_before(self._dir("hashes", s), start, fingerprint)
 
     def _hash_shard(self, s: int, shard: str | Path | pl.DataFrame, start: int, fingerprint: str) -> dict[str, Any]:
         """One unit of pass 1 (a frame is kept as ``records.parquet`` for the later passes)."""

@@ -141,6 +141,26 @@ def done_marker(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def shard_done_before(folder: Path, start: int, fingerprint: str) -> dict[str, Any] | None:
+    """A first-pass unit's done marker when it was computed from the same records at the same start."""
+    info = done_marker(folder)
+    if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
+        return info
+    return None
+
+
+def record_shard_listing(work: Path, infos: list[dict[str, Any]], later_steps: tuple[str, ...]) -> None:
+    """Save which shards the first pass read; when they changed, the later passes' folders go
+    (they hold only for the shards they were computed from)."""
+    listing = [[i["fingerprint"], i["start"], i["rows"]] for i in infos]
+    listing_path = work / "shards.json"
+    if not listing_path.exists() or json.loads(listing_path.read_text()) != listing:
+        for step in later_steps:
+            if (work / step).exists():
+                shutil.rmtree(work / step)
+        write_json(listing_path, listing)
+
+
 def write_ipc(path: Path, frame: pl.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.write_ipc(tmp, compression="uncompressed")
@@ -378,22 +398,11 @@ class OutOfCoreNearDedup:
             self._count("sign", pending)
         if not infos:
             raise CurateError("out-of-core near dedup needs at least one record shard")
-        # Later passes are only valid for the shards they were computed from.
-        listing = [[i["fingerprint"], i["start"], i["rows"]] for i in infos]
-        listing_path = self.work / "shards.json"
-        if not listing_path.exists() or json.loads(listing_path.read_text()) != listing:
-            for step in _LATER_STEPS:
-                if (self.work / step).exists():
-                    shutil.rmtree(self.work / step)
-            write_json(listing_path, listing)
+        record_shard_listing(self.work, infos, _LATER_STEPS)
         return infos
 
     def _signed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
-        """Shard ``s``'s done marker when it was signed from the same records at the same start."""
-        info = done_marker(self._dir("sign", s))
-        if info is not None and info["fingerprint"] == fingerprint and info["start"] == start:
-            return info
-        return None
+        return shard_done_before(self._dir("sign", s), start, fingerprint)
 
     def _sign_shard(self, s: int, shard: str | Path | pl.DataFrame, start: int, fingerprint: str) -> dict[str, Any]:
         """One unit of pass 1 (a frame is kept as ``records.parquet`` for the later passes)."""
