@@ -1,7 +1,8 @@
 """Benchmark: the curate-alpaca flow, cold and warm, and Prefect's overhead on the same work.
 
 * ``cold_seconds``: the flow into a fresh run directory (a process, start-up and Prefect's
-  temporary server included), with the wall time of every stage (``stages``).
+  temporary server included: ``flows.temporary_server`` starts it first thing, so it boots while
+  the flow imports its libraries), with the wall time of every stage (``stages``).
 * ``warm_seconds``: the same command again (the run is up to date: nothing recomputed).
 * ``prefect_overhead``: the cold flow's wall time over the same work as plain library calls in
   one Python process (ingest, exact and near dedup, the recipe's filters, the quality probe, the
@@ -218,7 +219,7 @@ def main() -> None:
             "work": "500 Alpaca records; ingest, exact and near dedup, the default recipe's filters, export, card"
             if args.quick
             else "Alpaca 52k; ingest, dedup, filters, quality probe, lima-1k and alpagasus-9k selections, export, card",
-            "flow": "python -m flows.curate_alpaca in a fresh process, Prefect's temporary server",
+            "flow": "python -m flows.curate_alpaca in a fresh process, Prefect's temporary server started first",
             "plain": "the same library calls in one fresh process, no Prefect",
             "caches": "each cold run its own empty CURATE_EMBED_CACHE",
             "threads": f"all {machine()['cpus']} cores on both sides",
