@@ -145,6 +145,9 @@ def build(run: RunDir, draw: bool = True) -> tuple[str, dict[str, Any]]:
     near = annotations.get("near_dup")
     if near is not None and near.exists():
         ann = pl.scan_parquet(near)
+        if "cluster_size" in ann.collect_schema().names():
+            # Only the members of clusters of two or more: the same sizes, without a group per record.
+            ann = ann.filter(pl.col("cluster_size") > 1)
         sizes = ann.group_by("cluster_id").agg(pl.len().alias("size")).filter(pl.col("size") > 1).collect()
         if sizes.height:
             largest = sizes.sort(["size", "cluster_id"], descending=[True, False]).row(0, named=True)
