@@ -95,10 +95,14 @@ OPTION_PAIRS = (
     ("declarative", "interrogative", "imperative", "exclamatory"),
 )
 # "classify ... as X or Y" with single-word options named in the instruction.
-NAMED_OPTIONS = re.compile(r"\b(?:as|into|either|is it|whether(?: it is)?)\s+(?:an?\s+)?(\w+)\s*,?\s+or\s+(?:an?\s+)?(\w+)", re.I)
+NAMED_OPTIONS = re.compile(
+    r"\b(?:as|into|either|is it|whether(?: it is)?)\s+(?:an?\s+)?(\w+)\s*,?\s+or\s+(?:an?\s+)?(\w+)", re.I
+)
 DIGIT_CODES = re.compile(r"\b\d\s+for\b|\(\d\)", re.I)
 ASKS_FOR_QUESTION = re.compile(r"\b(construct|compose|create|generate|write|come up with|form)\b.*\bquestions?\b", re.I)
-CLASSIFY = re.compile(r"\b(classify|categori[sz]e|label|determine|decide|identify|answer|is (?:it|this|the)|tell)\b", re.I)
+CLASSIFY = re.compile(
+    r"\b(classify|categori[sz]e|label|determine|decide|identify|answer|is (?:it|this|the)|tell)\b", re.I
+)
 
 PYTHON_ASKED = re.compile(r"\bpython\b", re.IGNORECASE)
 CODE_ASKED = re.compile(r"\b(code|function|program|script|snippet|implement|algorithm)\b", re.IGNORECASE)
@@ -270,9 +274,17 @@ def count_constraint(instruction: str, given: str, output: str) -> float:
         unit = found.group(3).lower()
         if unit.startswith("word"):
             n = len(output.split())
-            ok = 0.75 * low <= n <= 1.25 * high + 2 if not re.search(r"\b(under|within|than|at most|up to)\s", found.group(0), re.I) else n <= 1.25 * high + 2
+            ok = (
+                0.75 * low <= n <= 1.25 * high + 2
+                if not re.search(r"\b(under|within|than|at most|up to)\s", found.group(0), re.I)
+                else n <= 1.25 * high + 2
+            )
         else:
-            n = max(1, len(SENTENCE_END.findall(output.strip() + ".")) - (0 if not output.strip().endswith((".", "!", "?")) else 1))
+            n = max(
+                1,
+                len(SENTENCE_END.findall(output.strip() + "."))
+                - (0 if not output.strip().endswith((".", "!", "?")) else 1),
+            )
             ok = low - 1 <= n <= high + 1
         return 1.0 if ok else -1.0
     found = COUNT_ITEMS.search(instruction)

@@ -53,7 +53,10 @@ def test_count_constraint_items_words_and_sentences() -> None:
     assert count_constraint("List five fruits.", "", three) == -1.0
     assert count_constraint("Name 2 oceans.", "", "The Atlantic and the Pacific.") == 1.0
     assert count_constraint("Name 2 oceans.", "", "The Atlantic, the Indian Ocean and the Pacific.") == -1.0
-    assert count_constraint("Describe a cat in 10 words.", "", "A small furry animal that purrs, hunts mice and sleeps.") == 1.0
+    assert (
+        count_constraint("Describe a cat in 10 words.", "", "A small furry animal that purrs, hunts mice and sleeps.")
+        == 1.0
+    )
     assert count_constraint("Describe a cat in 10 words.", "", "Cat.") == -1.0
     assert count_constraint("Summarize it in 2-3 sentences.", "", "One. Two. Three.") == 1.0
     assert count_constraint("Summarize it in one sentence.", "", "One. Two. Three. Four. Five.") == -1.0
@@ -82,9 +85,40 @@ def test_code_parses_python_only_and_never_runs_it() -> None:
 
 
 def test_rewrite_copy_flags_a_rewrite_that_changes_nothing() -> None:
-    assert rewrite_copy("Rewrite this sentence in the passive voice.", "The cat ate the fish.", "The cat ate the fish.") == 1.0
-    assert rewrite_copy("Rewrite this sentence in the passive voice.", "The cat ate the fish.", "The fish was eaten by the cat.") == 0.0
+    assert (
+        rewrite_copy("Rewrite this sentence in the passive voice.", "The cat ate the fish.", "The cat ate the fish.")
+        == 1.0
+    )
+    assert (
+        rewrite_copy(
+            "Rewrite this sentence in the passive voice.", "The cat ate the fish.", "The fish was eaten by the cat."
+        )
+        == 0.0
+    )
     assert rewrite_copy("Correct the grammar: She go to school.", "", "She go to school.") == 1.0
     assert rewrite_copy("Correct the grammar: She go to school.", "", "She goes to school.") == 0.0
     assert rewrite_copy("Convert this text to upper case.", "i am here", "I AM HERE") == 0.0
     assert rewrite_copy("Summarize this text.", "The cat ate the fish.", "The cat ate the fish.") == 0.0
+
+
+def test_checks_are_probe_scalars_and_annotation_columns() -> None:
+    import polars as pl
+
+    from curate.records.schema import conform
+    from scorers.signals import SCALARS, VERIFIABLE, signal_columns, signals
+
+    rows = {
+        "id": ["right", "wrong", "missing", "plain"],
+        "source_id": ["0", "1", "2", "3"],
+        "kind": ["instruction"] * 4,
+        "instruction": ["What is 7 * 6?", "What is 7 * 6?", "Summarize the following article.", "Write a haiku."],
+        "input": ["", "", "", ""],
+        "output": ["7 * 6 = 42.", "7 * 6 = 48.", "The article says stocks rose.", "Snow on the pine."],
+    }
+    records = conform(pl.DataFrame(rows).with_columns(text=pl.col("instruction")))
+    scalars, _ = signals(records)
+    assert set(VERIFIABLE) <= set(SCALARS)
+    columns = signal_columns(records, scalars)
+    assert columns["arithmetic_checked"].to_list() == [1, -1, 0, 0]
+    assert columns["refers_to_missing_input"].to_list() == [0, 0, 1, 0]
+    assert columns["count_constraint"].dtype == pl.Int8
