@@ -41,7 +41,7 @@ HELPFULNESS_PROBE = PROBES_DIR / "alpagasus-helpfulness.json"
 SCORE = "quality_probe"
 HELPFULNESS = "helpfulness_probe"
 DEFAULT_PROBES = {SCORE: DEFAULT_PROBE, HELPFULNESS: HELPFULNESS_PROBE}
-FEATURES = "text-hash-v3"
+FEATURES = "text-hash-v2"
 C_GRID = (0.1, 0.3, 1.0, 3.0)
 
 

@@ -13,13 +13,14 @@ any pool and costs a few seconds for 52,000 records:
 * ``degenerate``: a bare number, a word or three, or a copy of the input, where the instruction
   asks for an explanation, a description or a text; or a response that repeats itself.
 * ``repetition``: 1 - distinct words / words of the response.
-* Verifiable-answer checks (:mod:`scorers.verifiable`, ``VERIFIABLE``; +1 pass, -1 fail, 0 not
-  applicable): ``refers_to_missing_input`` (the instruction names material, "the following text",
-  that is nowhere), ``arithmetic_checked`` (the prompt's arithmetic, computed by a tiny parser, stated
-  in the response or not), ``count_constraint`` ("list five ...", "in 50 words": that many items or
-  words), ``choice_constraint`` ("positive or negative": one of the options used), ``code_parses``
-  (Python asked for: :func:`ast.parse` accepts the answer), ``rewrite_copy`` (a rewrite that changes
-  nothing). Whether the answer does what the prompt verifiably asks is content, not length.
+* Verifiable-answer checks, annotation columns only (:mod:`scorers.verifiable`, ``VERIFIABLE``;
+  +1 pass, -1 fail, 0 not applicable): ``refers_to_missing_input`` (the instruction names material,
+  "the following text", that is nowhere), ``arithmetic_checked`` (the prompt's arithmetic, computed
+  by a tiny parser, stated in the response or not), ``count_constraint`` ("list five ...", "in 50
+  words": that many items or words), ``choice_constraint`` ("positive or negative": one of the
+  options used), ``code_parses`` (Python asked for: :func:`ast.parse` accepts the answer),
+  ``rewrite_copy`` (a rewrite that changes nothing). As probe scalars they did not raise the nested
+  figures (docs/scoring.md), so the probes do not read them; a user can filter on them.
 
 The probes' features (:func:`text_matrix`) are the response's word 1-2 grams and the prompt's
 (instruction and input, marked ``q_`` so they never share a token with the response) hashed into
@@ -78,7 +79,6 @@ SCALARS = (
     "sentences",
     "ends_with_punctuation",
     "chars_per_word",
-    *VERIFIABLE,
     *(f"log_words_output_over_{k}" for k in LENGTH_KNOTS),
 )
 
@@ -130,7 +130,6 @@ def _record_scalars(instruction: str, given: str, output: str) -> list[float]:
         float(np.log1p(len(re.findall(r"[.!?](\s|$)", output)))),
         float(stripped[-1:] in ".!?") if stripped else 0.0,
         float(np.log1p(len(output)) - np.log1p(len(out_words) + 1)),
-        *checks(instruction, given, output, VERIFIABLE),
     ]
 
 
@@ -158,6 +157,10 @@ def signals(records: pl.DataFrame) -> tuple[np.ndarray, Any]:
 def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
     """The label-free annotation columns: ``instruction_complexity``, ``coherence``, ``degenerate``,
     ``repetition`` and the verifiable-answer checks of ``VERIFIABLE`` (Int8: +1 pass, -1 fail, 0 not applicable)."""
+    instruction, given, output = _columns(records)
+    verdicts = np.array(
+        [checks(*row, VERIFIABLE) for row in zip(instruction, given, output, strict=True)], dtype=np.int8
+    ).reshape(records.height, len(VERIFIABLE))
     return pl.DataFrame(
         {
             ID: records[ID],
@@ -165,7 +168,7 @@ def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
             "coherence": pl.Series(scalars[:, SCALARS.index("coherence")], dtype=pl.Float64),
             "degenerate": pl.Series(scalars[:, SCALARS.index("degenerate")] > 0.5, dtype=pl.Boolean),
             "repetition": pl.Series(scalars[:, SCALARS.index("repetition")], dtype=pl.Float64),
-            **{name: pl.Series(scalars[:, SCALARS.index(name)], dtype=pl.Int8) for name in VERIFIABLE},
+            **{name: pl.Series(verdicts[:, k], dtype=pl.Int8) for k, name in enumerate(VERIFIABLE)},
         }
     )
 
