@@ -468,7 +468,9 @@ def _quality_lines(params: dict[str, Any]) -> list[str]:
         "Every record that reached the `quality` stage carries, in `annotations/quality.parquet`, one judge-distilled "
         "probe per judge (the probability that the judge rates it 4.5 or more), the label-free signals "
         "`instruction_complexity`, `coherence` (prompt-response word-vector cosine), `degenerate` (a bare number or "
-        "word where an explanation was asked for, a copy of the input, or a self-repeating answer), `repetition` "
+        "word where an explanation was asked for, a copy of the input, or a self-repeating answer), `repetition`, "
+        "the verifiable-answer checks (+1 pass, -1 fail, 0 not applicable: `refers_to_missing_input`, "
+        "`arithmetic_checked`, `count_constraint`, `choice_constraint`, `code_parses`, `rewrite_copy`) "
         "and `response_tokens`, and the combined scores.",
         "",
         _table(["probe", "judge", "labels", "base rate", "CV ROC AUC", "precision top 10 %", "length-only AUC"], rows),

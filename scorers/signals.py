@@ -13,6 +13,14 @@ any pool and costs a few seconds for 52,000 records:
 * ``degenerate``: a bare number, a word or three, or a copy of the input, where the instruction
   asks for an explanation, a description or a text; or a response that repeats itself.
 * ``repetition``: 1 - distinct words / words of the response.
+* Verifiable-answer checks, annotation columns only (:mod:`scorers.verifiable`, ``VERIFIABLE``;
+  +1 pass, -1 fail, 0 not applicable): ``refers_to_missing_input`` (the instruction names material,
+  "the following text", that is nowhere), ``arithmetic_checked`` (the prompt's arithmetic, computed
+  by a tiny parser, stated in the response or not), ``count_constraint`` ("list five ...", "in 50
+  words": that many items or words), ``choice_constraint`` ("positive or negative": one of the
+  options used), ``code_parses`` (Python asked for: :func:`ast.parse` accepts the answer),
+  ``rewrite_copy`` (a rewrite that changes nothing). As probe scalars they did not raise the nested
+  figures (docs/scoring.md), so the probes do not read them; a user can filter on them.
 
 The probes' features (:func:`text_matrix`) are the response's word 1-2 grams and the prompt's
 (instruction and input, marked ``q_`` so they never share a token with the response) hashed into
@@ -31,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from curate.records.schema import ID, INPUT, INSTRUCTION, OUTPUT
+from scorers.verifiable import checks
 
 HASH_FEATURES = 2**16
 LENGTH_KNOTS = (0.7, 1.4, 2.1, 2.8, 3.5, 4.2, 4.9, 5.6)
@@ -46,6 +55,14 @@ CONSTRAINT = re.compile(
 BARE = re.compile(r"[\s\d.,%$€£+\-/:x*=()]*")
 WORD = re.compile(r"\w+")
 PROMPT_WORD = re.compile(r"\b(\w+)\b")
+VERIFIABLE = (
+    "refers_to_missing_input",
+    "arithmetic_checked",
+    "count_constraint",
+    "choice_constraint",
+    "code_parses",
+    "rewrite_copy",
+)
 SCALARS = (
     "log_words_instruction",
     "log_words_input",
@@ -138,7 +155,12 @@ def signals(records: pl.DataFrame) -> tuple[np.ndarray, Any]:
 
 
 def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
-    """The label-free annotation columns: ``instruction_complexity``, ``coherence``, ``degenerate``, ``repetition``."""
+    """The label-free annotation columns: ``instruction_complexity``, ``coherence``, ``degenerate``,
+    ``repetition`` and the verifiable-answer checks of ``VERIFIABLE`` (Int8: +1 pass, -1 fail, 0 not applicable)."""
+    instruction, given, output = _columns(records)
+    verdicts = np.array(
+        [checks(*row, VERIFIABLE) for row in zip(instruction, given, output, strict=True)], dtype=np.int8
+    ).reshape(records.height, len(VERIFIABLE))
     return pl.DataFrame(
         {
             ID: records[ID],
@@ -146,6 +168,7 @@ def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
             "coherence": pl.Series(scalars[:, SCALARS.index("coherence")], dtype=pl.Float64),
             "degenerate": pl.Series(scalars[:, SCALARS.index("degenerate")] > 0.5, dtype=pl.Boolean),
             "repetition": pl.Series(scalars[:, SCALARS.index("repetition")], dtype=pl.Float64),
+            **{name: pl.Series(verdicts[:, k], dtype=pl.Int8) for k, name in enumerate(VERIFIABLE)},
         }
     )
 

@@ -95,6 +95,8 @@ def test_score_annotates_every_record(tmp_path: Path, data_dir: Path) -> None:
     assert scores.height == 175 and scores["quality_probe"].is_between(0, 1).all()
     assert scores["helpfulness_probe"].is_between(0, 1).all() and scores["degenerate"].dtype == pl.Boolean
     assert scores["coherence"].is_between(0, 1).all() and (scores["response_tokens"] > 0).all()
+    assert set(scores["arithmetic_checked"].unique().to_list()) <= {-1, 0, 1}
+    assert scores["count_constraint"].dtype == pl.Int8 and (scores["count_constraint"] != 0).any()
     # The combined score is null exactly where the response is under the floor (10 words for quality_score).
     joined = scores.join(pl.read_parquet(out / "data").select("id", "output"), on="id")
     short = joined["output"].str.count_matches(r"\S+") < 10
