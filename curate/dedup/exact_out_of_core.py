@@ -27,7 +27,6 @@ record's normalized text equals its three fields joined with U+001F.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,9 @@ from curate.dedup.out_of_core import (
     OutOfCoreResult,
     Units,
     done_marker,
-    record_shard_listing,
-    shard_done_before,
-    shard_fingerprint,
-    shard_rows,
+    first_pass,
+    read_shard,
+    shard_frame,
     start_work_folder,
     write_ipc,
 )
@@ -60,21 +58,14 @@ _LATER_STEPS = ("shared", "keys", "groups", "output")
 
 
 def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
-    """One shard of records; a damaged file or a missing column is a :class:`CurateError` naming it."""
-    try:
-        frame = pl.read_parquet(path, columns=columns)
-    except Exception as error:  # polars raises several kinds for a damaged file
-        raise CurateError(f"exact dedup: cannot read record shard {path}: {error}") from None
-    missing = [c for c in (columns or _KEY_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise CurateError(f"exact dedup: record shard {path} has no column {', '.join(missing)}")
-    return frame
+    return read_shard(path, columns, _KEY_COLUMNS, "exact dedup")
 
 
 class OutOfCoreExactDedup:
     """One out-of-core exact dedup over a work folder; :meth:`run` does the passes not done yet."""
 
     stage = STAGE
+    label = "exact dedup"
 
     def __init__(
         self,
@@ -109,51 +100,12 @@ class OutOfCoreExactDedup:
     # -- pass 1: hashes ---------------------------------------------------------------------
 
     def _hashes(self, shards: Iterable[str | Path | pl.DataFrame], units: Units) -> list[dict[str, Any]]:
-        infos: list[dict[str, Any]] = []
-        if units.client is None:  # one shard at a time: only it is read (shards may be a lazy iterator)
-            start = 0
-            for s, shard in enumerate(shards):
-                fingerprint = shard_fingerprint(shard, "exact dedup")
-                info = self._hashed_before(s, start, fingerprint)
-                if info is None:
-                    info = self._hash_shard(s, shard, start, fingerprint)
-                    self._count("hashes", [s])
-                infos.append(info)
-                start += info["rows"]
-        else:  # every shard's first record number up front, from the Parquet footers, then all at once
-            shards = list(shards)
-            starts = np.concatenate([[0], np.cumsum([shard_rows(shard, "exact dedup") for shard in shards])]).tolist()
-            fingerprints = [shard_fingerprint(shard, "exact dedup") for shard in shards]
-            infos = [self._hashed_before(s, starts[s], fingerprints[s]) for s in range(len(shards))]
-            pending = [s for s, info in enumerate(infos) if info is None]
-            done = units.map(self, "_hash_shard", [(s, shards[s], starts[s], fingerprints[s]) for s in pending])
-            for s, info in zip(pending, done, strict=True):
-                infos[s] = info
-            self._count("hashes", pending)
-        if not infos:
-            raise CurateError("out-of-core exact dedup needs at least one record shard")
-        record_shard_listing(self.work, infos, _LATER_STEPS)
-        return infos
-
-    def _hashed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
-        return shard_done_before(self._dir("hashes", s), start, fingerprint)
+        return first_pass(self, shards, units, "hashes", "_hash_shard", _LATER_STEPS)
 
     def _hash_shard(self, s: int, shard: str | Path | pl.DataFrame, start: int, fingerprint: str) -> dict[str, Any]:
-        """One unit of pass 1 (a frame is kept as ``records.parquet`` for the later passes)."""
+        """One unit of pass 1."""
         folder = self._dir("hashes", s)
-        if folder.exists():
-            shutil.rmtree(folder)
-        if isinstance(shard, pl.DataFrame):
-            missing = [c for c in _KEY_COLUMNS if c not in shard.columns]
-            if missing:
-                raise CurateError(f"exact dedup: record shard {s} has no column {', '.join(missing)}")
-            path = folder / "records.parquet"
-            with atomic_path(path) as tmp:
-                shard.write_parquet(tmp)
-            frame = shard
-        else:
-            path = Path(shard)
-            frame = _read_shard(path, _KEY_COLUMNS)
+        path, frame = shard_frame(folder, s, shard, _KEY_COLUMNS, _KEY_COLUMNS, self.label)
         digest = dedup_keys(frame, self.params.normalization, every_output=True).hash(seed=0)
         table = pl.DataFrame({"hash": digest, "doc": pl.int_range(start, start + frame.height, eager=True)})
         part = (digest % self.partitions).to_numpy()

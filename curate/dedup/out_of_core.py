@@ -171,15 +171,21 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         np.save(handle, array)
 
 
-def _read_shard(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
-    """One shard of records from Parquet; a file that is not one is a :class:`CurateError` naming it."""
+def read_shard(
+    path: Path,
+    columns: list[str] | None = None,
+    required: list[str] | None = None,
+    stage: str = "near dedup",
+) -> pl.DataFrame:
+    """One shard of records from Parquet (``columns``, all when None); a file that is not one, or that
+    lacks a column of ``columns`` (or of ``required`` when reading all), is a :class:`CurateError` naming it."""
     try:
         frame = pl.read_parquet(path, columns=columns)
     except Exception as error:  # polars raises several kinds for a damaged file
-        raise CurateError(f"near dedup: cannot read record shard {path}: {error}") from None
-    missing = [c for c in (columns or [ID, SOURCE_ID, TEXT]) if c not in frame.columns]
+        raise CurateError(f"{stage}: cannot read record shard {path}: {error}") from None
+    missing = [c for c in (columns or required or [ID, SOURCE_ID, TEXT]) if c not in frame.columns]
     if missing:
-        raise CurateError(f"near dedup: record shard {path} has no column {', '.join(missing)}")
+        raise CurateError(f"{stage}: record shard {path} has no column {', '.join(missing)}")
     return frame
 
 
@@ -305,6 +311,68 @@ def shard_rows(shard: str | Path | pl.DataFrame, stage: str = "near dedup") -> i
         raise CurateError(f"{stage}: cannot read record shard {shard}: {error}") from None
 
 
+def first_pass(
+    run: Any,
+    shards: Iterable[str | Path | pl.DataFrame],
+    units: Units,
+    step: str,
+    method: str,
+    later_steps: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """Pass 1 of an out-of-core dedup (``run.method(s, shard, start, fingerprint)`` per record shard),
+    skipping the shards done before with the same fingerprint and first record number. Here one shard at
+    a time (only it is read, so ``shards`` may be a lazy iterator); on Dask every shard's first record
+    number comes up front from the Parquet footers, then all run at once."""
+    infos: list[dict[str, Any]] = []
+    if units.client is None:
+        start = 0
+        for s, shard in enumerate(shards):
+            fingerprint = shard_fingerprint(shard, run.label)
+            info = shard_done_before(run._dir(step, s), start, fingerprint)
+            if info is None:
+                info = getattr(run, method)(s, shard, start, fingerprint)
+                run._count(step, [s])
+            infos.append(info)
+            start += info["rows"]
+    else:
+        shards = list(shards)
+        starts = np.concatenate([[0], np.cumsum([shard_rows(shard, run.label) for shard in shards])]).tolist()
+        fingerprints = [shard_fingerprint(shard, run.label) for shard in shards]
+        infos = [shard_done_before(run._dir(step, s), starts[s], fingerprints[s]) for s in range(len(shards))]
+        pending = [s for s, info in enumerate(infos) if info is None]
+        done = units.map(run, method, [(s, shards[s], starts[s], fingerprints[s]) for s in pending])
+        for s, info in zip(pending, done, strict=True):
+            infos[s] = info
+        run._count(step, pending)
+    if not infos:
+        raise CurateError(f"out-of-core {run.label} needs at least one record shard")
+    record_shard_listing(run.work, infos, later_steps)
+    return infos
+
+
+def shard_frame(
+    folder: Path,
+    s: int,
+    shard: str | Path | pl.DataFrame,
+    required: list[str],
+    columns: list[str] | None,
+    stage: str,
+) -> tuple[Path, pl.DataFrame]:
+    """A pass-1 unit's records, its folder emptied first: a file's ``columns`` (all when None), or a
+    frame, kept as ``folder/records.parquet`` for the later passes."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    if not isinstance(shard, pl.DataFrame):
+        return Path(shard), read_shard(Path(shard), columns, required, stage)
+    missing = [c for c in required if c not in shard.columns]
+    if missing:
+        raise CurateError(f"{stage}: record shard {s} has no column {', '.join(missing)}")
+    path = folder / "records.parquet"
+    with atomic_path(path) as tmp:
+        shard.write_parquet(tmp)
+    return path, shard
+
+
 def _call(run: Any, method: str, *args: Any) -> Any:
     """One unit of a pass on a Dask worker: ``run`` (sent to each worker once) does it."""
     return getattr(run, method)(*args)
@@ -341,6 +409,7 @@ class OutOfCoreNearDedup:
     """One out-of-core run over a work folder; :meth:`run` does the passes that are not done yet."""
 
     stage = STAGE
+    label = "near dedup"
 
     def __init__(
         self,
@@ -375,51 +444,12 @@ class OutOfCoreNearDedup:
     # -- pass 1: sign -----------------------------------------------------------------------
 
     def _sign(self, shards: Iterable[str | Path | pl.DataFrame], units: Units) -> list[dict[str, Any]]:
-        infos: list[dict[str, Any]] = []
-        if units.client is None:  # one shard at a time: only it is read (shards may be a lazy iterator)
-            start = 0
-            for s, shard in enumerate(shards):
-                fingerprint = shard_fingerprint(shard)
-                info = self._signed_before(s, start, fingerprint)
-                if info is None:
-                    info = self._sign_shard(s, shard, start, fingerprint)
-                    self.ran["sign"] += 1
-                infos.append(info)
-                start += info["rows"]
-        else:  # every shard's first record number up front, from the Parquet footers, then all at once
-            shards = list(shards)
-            starts = np.concatenate([[0], np.cumsum([shard_rows(shard) for shard in shards])]).tolist()
-            fingerprints = [shard_fingerprint(shard) for shard in shards]
-            infos = [self._signed_before(s, starts[s], fingerprints[s]) for s in range(len(shards))]
-            pending = [s for s, info in enumerate(infos) if info is None]
-            done = units.map(self, "_sign_shard", [(s, shards[s], starts[s], fingerprints[s]) for s in pending])
-            for s, info in zip(pending, done, strict=True):
-                infos[s] = info
-            self._count("sign", pending)
-        if not infos:
-            raise CurateError("out-of-core near dedup needs at least one record shard")
-        record_shard_listing(self.work, infos, _LATER_STEPS)
-        return infos
-
-    def _signed_before(self, s: int, start: int, fingerprint: str) -> dict[str, Any] | None:
-        return shard_done_before(self._dir("sign", s), start, fingerprint)
+        return first_pass(self, shards, units, "sign", "_sign_shard", _LATER_STEPS)
 
     def _sign_shard(self, s: int, shard: str | Path | pl.DataFrame, start: int, fingerprint: str) -> dict[str, Any]:
-        """One unit of pass 1 (a frame is kept as ``records.parquet`` for the later passes)."""
+        """One unit of pass 1."""
         folder = self._dir("sign", s)
-        if folder.exists():
-            shutil.rmtree(folder)
-        if isinstance(shard, pl.DataFrame):
-            missing = [c for c in (ID, SOURCE_ID, TEXT) if c not in shard.columns]
-            if missing:
-                raise CurateError(f"near dedup: record shard {s} has no column {', '.join(missing)}")
-            path = folder / "records.parquet"
-            with atomic_path(path) as tmp:
-                shard.write_parquet(tmp)
-            frame = shard
-        else:
-            path = Path(shard)
-            frame = _read_shard(path)
+        path, frame = shard_frame(folder, s, shard, [ID, SOURCE_ID, TEXT], None, self.label)
         return self._sign_one(folder, frame, start, str(path), fingerprint)
 
     def _sign_one(self, folder: Path, frame: pl.DataFrame, start: int, source: str, fingerprint: str) -> dict[str, Any]:
@@ -606,7 +636,7 @@ class OutOfCoreNearDedup:
         exact = self.params.verify == "exact"
         folder = self._dir("shingles", s)
         path = Path(info["source"])
-        frame = _read_shard(path, [ID, TEXT] if exact else [ID])[local]
+        frame = read_shard(path, [ID, TEXT] if exact else [ID])[local]
         offsets = np.zeros(local.size + 1, dtype=np.int64)
         hashes = np.zeros(0, dtype=np.uint32)
         if exact and local.size:
@@ -705,7 +735,7 @@ class OutOfCoreNearDedup:
         """Shard ``s``'s kept records, rejects and annotations (``reps``: each record's representative)."""
         info = infos[s]
         folder = self._dir("output", s)
-        records = _read_shard(Path(info["source"]))
+        records = read_shard(Path(info["source"]))
         docs = np.arange(info["start"], info["start"] + info["rows"], dtype=np.int64)
         members = np.flatnonzero(reps != docs)
         ids = records[ID].to_list()
