@@ -27,7 +27,14 @@ def filters_only(tmp_path: Path) -> Path:
     return path
 
 
-def flow(out: Path, data_dir: Path, home: Path, recipe: Path) -> subprocess.Popen:
+def alpaca_slice(tmp_path: Path, data_dir: Path, n: int = 6000) -> Path:
+    """The first ``n`` Alpaca records as a file of their own: long enough a run to kill mid-way."""
+    path = tmp_path / "alpaca-slice.json"
+    path.write_text(json.dumps(json.loads((data_dir / "alpaca_data.json").read_text())[:n]))
+    return path
+
+
+def flow(source: Path, out: Path, data_dir: Path, home: Path, recipe: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "CURATE_DATA_DIR": str(data_dir),
@@ -36,7 +43,7 @@ def flow(out: Path, data_dir: Path, home: Path, recipe: Path) -> subprocess.Pope
         "DO_NOT_TRACK": "1",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.curate_alpaca", "alpaca", "--out", str(out), "--recipe", str(recipe)],
+        [sys.executable, "-m", "flows.curate_alpaca", str(source), "--out", str(out), "--recipe", str(recipe)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -48,13 +55,14 @@ def flow(out: Path, data_dir: Path, home: Path, recipe: Path) -> subprocess.Pope
 
 def test_killed_flow_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, data_dir: Path) -> None:
     recipe = filters_only(tmp_path)
+    source = alpaca_slice(tmp_path, data_dir)
     home = tmp_path / "prefect"
     reference = tmp_path / "reference"
-    done = flow(reference, data_dir, home, recipe)
+    done = flow(source, reference, data_dir, home, recipe)
     assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
 
     out = tmp_path / "killed"
-    proc = flow(out, data_dir, home, recipe)
+    proc = flow(source, out, data_dir, home, recipe)
     state = out / ".checkpoints" / "state.json"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -66,7 +74,7 @@ def test_killed_flow_resumes_and_matches_an_uninterrupted_run(tmp_path: Path, da
     proc.wait()
     assert not (out / "manifest.json").exists(), "the kill came too late to test anything"
 
-    resumed = flow(out, data_dir, home, recipe)
+    resumed = flow(source, out, data_dir, home, recipe)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output[-3000:]
     assert "resuming" in output and "stage(s) already done" in output
