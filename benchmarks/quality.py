@@ -112,25 +112,20 @@ def main() -> None:
     oof: dict = {}
     reproduced, bit_identical, largest_difference, correlation = {}, {}, {}, {}
     rng = np.random.default_rng(0)
+    labelled = scalars[idx], hashed[idx]
     for judge in JUDGES:
         probe = shipped[COLUMNS[judge]]
         print(f"cross-validating the {judge} probe (C chosen inside each fold)")
-        oof[judge] = cross_validated_logits(scalars[idx], hashed[idx], y[judge])
-        retrained = train(
-            scalars[idx], hashed[idx], y[judge], probe.model, label_sha256(paths[judge]), cv_logits=oof[judge]
-        )
+        oof[judge] = cross_validated_logits(*labelled, y[judge])
+        retrained = train(*labelled, y[judge], probe.model, label_sha256(paths[judge]), cv_logits=oof[judge])
         shipped_weights = probe.weights.astype("<f4")
         bit_identical[judge] = retrained.weights.tobytes() == shipped_weights.tobytes()
         largest_difference[judge] = float(np.abs(retrained.weights.astype(np.float64) - shipped_weights).max())
         # Bit for bit on the machine that trained them. On another CPU the solver's floating point
         # rounds differently and L-BFGS stops (at its tolerance) a little elsewhere: the same ranking,
         # not the same bytes. The check: the retrained probe's logits on the labelled rows correlate.
-        correlation[judge] = round(
-            float(
-                np.corrcoef(retrained.logits(scalars[idx], hashed[idx]), probe.logits(scalars[idx], hashed[idx]))[0, 1]
-            ),
-            6,
-        )
+        agreement = np.corrcoef(retrained.logits(*labelled), probe.logits(*labelled))[0, 1]
+        correlation[judge] = round(float(agreement), 6)
         reproduced[judge] = correlation[judge] >= REPRODUCED_CORRELATION
         auc, p10 = _auc_p10(y[judge], oof[judge])
         length_auc, length_p10 = _auc_p10(y[judge], scalars[idx, SCALARS.index("log_words_output")])
