@@ -74,7 +74,7 @@ def main() -> None:
     from curate.embed.pairs import pair_vectors, record_vectors
     from curate.io.ingest import Ingest, IngestOptions
     from curate.recipes.recipe import load_recipe
-    from curate.selection.strategies import SelectParams, response_words, select
+    from curate.selection.strategies import SelectParams, median_guarded, response_words, select
     from scorers.probe import (
         FEATURES,
         agreeing_labels,
@@ -88,12 +88,20 @@ def main() -> None:
         probe_stage,
         train,
     )
-    from scorers.signals import SCALARS, signals
+    from scorers.signals import SCALARS, failed_checks, signal_columns, signals
 
     recipe = load_recipe(ROOT / "curate" / "recipes" / "curate-alpaca.yaml")
     combine = {c.name: c for c in recipe.score.combine}
     main_spec, lima_spec = recipe.select, _selection_spec(recipe, "lima-1k")
-    lima_combine = combine[lima_spec.by]
+    main_combine, lima_combine = combine[main_spec.by], combine[lima_spec.by]
+    # The 9k's length guard: the selection keeps its median (top_k min_median_ratio), or the floor is
+    # chosen among those whose top keeps it.
+    median_ratio = main_spec.min_median_ratio or 0.75
+    pick9 = None
+    if main_spec.min_median_ratio is not None:
+
+        def pick9(order, rows_words, n):
+            return median_guarded(order, rows_words, n, main_spec.min_median_ratio)
 
     records = pl.concat([batch[0] for batch in Ingest(["alpaca"], IngestOptions()).batches()])
     paths = {judge: label_path(name) for judge, name in JUDGES.items()}
@@ -106,6 +114,9 @@ def main() -> None:
     print(f"signals of {records.height:,} records; {len(idx):,} labelled by both judges")
     scalars, hashed = signals(records)
     words = response_words(records).to_numpy()
+    failed = failed_checks(signal_columns(records, scalars))
+    exclude9 = failed if main_combine.exclude_failed_checks else np.zeros(len(failed), dtype=bool)
+    exclude1 = failed if lima_combine.exclude_failed_checks else np.zeros(len(failed), dtype=bool)
     shipped = load_probes()
 
     figures: dict = {"labels": len(idx)}
@@ -189,9 +200,24 @@ def main() -> None:
     for rest, held in outer.split(idx, strata):
         rest_logits = {c: v[rest] for c, v in oof_by_column.items()}
         rest_y = {c: v[rest] for c, v in y_by_column.items()}
-        w9, floor9 = choose_weights_and_floor(rest_logits, rest_y, main_fraction, lab_words[rest])
+        rest_rows = idx[rest]
+        w9, floor9 = choose_weights_and_floor(
+            rest_logits,
+            rest_y,
+            main_fraction,
+            lab_words[rest],
+            min_median_ratio=median_ratio,
+            pick=pick9,
+            exclude=exclude9[rest_rows],
+        )
         w1 = choose_weights(
-            rest_logits, rest_y, lima_fraction, lab_words[rest], lima_combine.min_response_words, aim=lima_aim
+            rest_logits,
+            rest_y,
+            lima_fraction,
+            lab_words[rest],
+            lima_combine.min_response_words,
+            aim=lima_aim,
+            exclude=exclude1[rest_rows],
         )
         chosen_weights["sel9k"].append({**w9, "min_response_words": floor9})
         chosen_weights["lima1k"].append(w1)
@@ -199,7 +225,7 @@ def main() -> None:
     # Embeddings for every fold's LIMA candidates (cached under the default cache; cold on a first run).
     candidate_sets = []
     for _, _, _, w1 in folds:
-        score = combined_score(z, w1, words, lima_combine.min_response_words)
+        score = combined_score(z, w1, words, lima_combine.min_response_words, exclude=exclude1)
         filled = np.nan_to_num(score, nan=-np.inf)
         candidate_sets.append(np.argsort(-filled, kind="stable")[: lima_spec.candidates])
     union = np.unique(np.concatenate(candidate_sets))
@@ -210,11 +236,11 @@ def main() -> None:
     vectors[union] = record_vectors(*pair_vectors(records[union], embedder, cache, progress=True))
     for held, w9, floor9, w1 in folds:
         held_positions = idx[held]
-        for name, weights, spec, floor in (
-            ("sel9k", w9, main_spec, floor9),
-            ("lima1k", w1, lima_spec, lima_combine.min_response_words),
+        for name, weights, spec, floor, exclude in (
+            ("sel9k", w9, main_spec, floor9, exclude9),
+            ("lima1k", w1, lima_spec, lima_combine.min_response_words, exclude1),
         ):
-            score = combined_score(z, weights, words, floor)
+            score = combined_score(z, weights, words, floor, exclude=exclude)
             scores = pl.DataFrame({"id": records["id"], "s": pl.Series(score, nan_to_null=True)})
             params = SelectParams(**{**spec.params().as_dict(), "by": "s"})
             result = select(records, params, scores=scores, vectors=vectors if params.candidates else None)
@@ -236,13 +262,29 @@ def main() -> None:
     figures["pool_median_response_words"] = float(np.median(words))
     figures["nested_chosen_weights"] = chosen_weights
     all_logits = dict(oof_by_column)
-    weights9, floor9 = choose_weights_and_floor(all_logits, y_by_column, main_fraction, lab_words)
+    weights9, floor9 = choose_weights_and_floor(
+        all_logits,
+        y_by_column,
+        main_fraction,
+        lab_words,
+        min_median_ratio=median_ratio,
+        pick=pick9,
+        exclude=exclude9[idx],
+    )
     figures["weights_chosen_on_all_labels"] = {
         "quality_score": {**weights9, "min_response_words": floor9},
         "lima_score": choose_weights(
-            all_logits, y_by_column, lima_fraction, lab_words, lima_combine.min_response_words, aim=lima_aim
+            all_logits,
+            y_by_column,
+            lima_fraction,
+            lab_words,
+            lima_combine.min_response_words,
+            aim=lima_aim,
+            exclude=exclude1[idx],
         ),
     }
+    figures["sel9k_min_median_ratio"] = main_spec.min_median_ratio
+    figures["excluded_failed_checks"] = int(failed.sum())
     figures["recipe_weights"] = {
         name: {**spec.weights, "min_response_words": spec.min_response_words} for name, spec in combine.items()
     }

@@ -479,13 +479,20 @@ def _quality_lines(params: dict[str, Any]) -> list[str]:
     combine = params.get("combine") or []
     if combine:
         out += [
-            "Combined scores (sum of weight x standardized probe logit; null, ranked last, under the length floor). "
+            "Combined scores (sum of weight x standardized probe logit; null, ranked last, under the length floor "
+            "and, where marked, for records that fail a label-free check: degenerate answers, missing input, wrong "
+            "arithmetic, counts or choices, Python that does not parse, unchanged rewrites). "
             "The weights are recipe parameters chosen by nested cross-validation on the shared labels:",
             "",
             _table(
-                ["score", "weights", "min response words"],
+                ["score", "weights", "min response words", "failed checks excluded"],
                 [
-                    [f"`{c['name']}`", ", ".join(f"{k} {v}" for k, v in c["weights"].items()), c["min_response_words"]]
+                    [
+                        f"`{c['name']}`",
+                        ", ".join(f"{k} {v}" for k, v in c["weights"].items()),
+                        c["min_response_words"],
+                        "yes" if c.get("exclude_failed_checks") else "no",
+                    ]
                     for c in combine
                 ],
             ),
@@ -510,6 +517,8 @@ def _selection_section(manifest: dict[str, Any]) -> list[str]:
         how = f"`{params.get('strategy')}`" + (f" by `{params['by']}`" if params.get("by") else "")
         if params.get("candidates"):
             how += f" among the {params['candidates']:,} best"
+        if params.get("min_median_ratio"):
+            how += f", median response kept at least {params['min_median_ratio']} of the pool's"
         out += [
             f"The `{select['name']}` stage kept {report['selected']:,} of {report['pool']:,} records ({how}); "
             f"beside it, a seeded random selection of the same size from the same pool:",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ HELPFULNESS = "helpfulness_probe"
 DEFAULT_PROBES = {SCORE: DEFAULT_PROBE, HELPFULNESS: HELPFULNESS_PROBE}
 FEATURES = "text-hash-v2"
 C_GRID = (0.1, 0.3, 1.0, 3.0)
+# How a selection takes its top: (positions best first, response words, n) -> the positions taken.
+Pick = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclass
@@ -254,22 +257,27 @@ def combined_score(
     response_words: np.ndarray,
     min_response_words: int = 0,
     where: str = "combine",
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``sum_j w_j z_j`` over the probes' standardized logits; NaN (ranked last) under the length floor."""
+    """``sum_j w_j z_j`` over the probes' standardized logits; NaN (ranked last) under the length floor
+    and where ``exclude`` is true (records that fail a label-free check: :func:`scorers.signals.failed_checks`)."""
     for column in weights:
         if column not in standardized:
             raise CurateError(f"{where}.weights: no probe column {column!r} (have {', '.join(sorted(standardized))})")
     total = np.zeros(len(response_words))
     for column, weight in weights.items():
         total += weight * standardized[column]
-    return np.where(response_words >= min_response_words, total, np.nan)
+    dropped = response_words < min_response_words
+    if exclude is not None:
+        dropped |= exclude
+    return np.where(dropped, np.nan, total)
 
 
 def _standardized(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {c: (v - v.mean()) / max(v.std(), 1e-12) for c, v in logits.items()}
 
 
-def _top_and_worst_lift(
+def top_and_worst_lift(
     z: dict[str, np.ndarray],
     weights: dict[str, float],
     labels: dict[str, np.ndarray],
@@ -277,11 +285,16 @@ def _top_and_worst_lift(
     response_words: np.ndarray,
     min_response_words: int,
     aim: dict[str, float] | None,
+    pick: Pick | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """The rows in the top ``fraction`` by the combined score, and the worst judge's lift there
-    (positive rate over base rate, divided by that judge's ``aim``)."""
-    score = np.nan_to_num(combined_score(z, weights, response_words, min_response_words), nan=-np.inf)
-    top = np.argsort(-score, kind="stable")[: max(1, round(fraction * len(score)))]
+    """The rows in the top ``fraction`` by the combined score (``pick(order, response_words, n)`` when the
+    selection takes its top another way, e.g. :func:`curate.selection.strategies.median_guarded`), and the
+    worst judge's lift there (positive rate over base rate, divided by that judge's ``aim``)."""
+    score = combined_score(z, weights, response_words, min_response_words, exclude=exclude)
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable")
+    n = max(1, round(fraction * len(score)))
+    top = order[:n] if pick is None else pick(order, response_words, n)
     aim = aim or {}
     worst = min(labels[c][top].mean() / max(labels[c].mean(), 1e-12) / aim.get(c, 1.0) for c in labels)
     return top, worst
@@ -295,17 +308,21 @@ def choose_weights(
     min_response_words: int = 0,
     aim: dict[str, float] | None = None,
     grid: int = 21,
+    pick: Pick | None = None,
+    exclude: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The weights ``(w, 1 - w)`` of two probes, ``w`` on a grid, that maximize the worst judge's lift
-    (positive rate over base rate, divided by ``aim``) in the top ``fraction`` of the rows given; ties go to
-    the ``w`` nearest 0.5.
+    (positive rate over base rate, divided by ``aim``) in the top ``fraction`` of the rows given (taken as
+    the recipe takes it: the length floor, the excluded rows, ``pick``); ties go to the ``w`` nearest 0.5.
     Call it on cross-validated logits of labelled rows; the rows a selection is judged on must not be among them."""
     first, second = list(logits)
     z = _standardized(logits)
     best, best_value = {first: 0.5, second: 0.5}, -np.inf
     for w in np.linspace(0.0, 1.0, grid):
         weights = {first: round(float(w), 4), second: round(float(1 - w), 4)}
-        _, worst = _top_and_worst_lift(z, weights, labels, fraction, response_words, min_response_words, aim)
+        _, worst = top_and_worst_lift(
+            z, weights, labels, fraction, response_words, min_response_words, aim, pick, exclude
+        )
         # Ties go to the weight nearest an even mix.
         if worst > best_value + 1e-9 or (abs(worst - best_value) <= 1e-9 and abs(w - 0.5) < abs(best[first] - 0.5)):
             best, best_value = weights, worst
@@ -323,17 +340,21 @@ def choose_weights_and_floor(
     floors: tuple[int, ...] = FLOORS,
     min_median_ratio: float = 0.75,
     aim: dict[str, float] | None = None,
+    pick: Pick | None = None,
+    exclude: np.ndarray | None = None,
 ) -> tuple[dict[str, float], int]:
     """:func:`choose_weights` for each response-length floor in ``floors``, and the floor whose weights
     lift the worst judge most, among the floors whose top ``fraction`` has a median response of at
     least ``min_median_ratio`` times the rows' median (a label-free guard against a selection of short
-    answers; when no floor passes it, the floor whose top comes closest). Ties go to the lower floor."""
+    answers; when no floor passes it, the floor whose top comes closest). Ties go to the lower floor.
+    ``pick``: how the selection takes its top (see :func:`top_and_worst_lift`); one that keeps the
+    median itself (``top_k`` with ``min_median_ratio``) lets every floor pass."""
     z = _standardized(logits)
     pool_median = max(float(np.median(response_words)), 1.0)
     best: tuple[float, float, dict[str, float], int] | None = None
     for floor in floors:
-        weights = choose_weights(logits, labels, fraction, response_words, floor, aim=aim)
-        top, worst = _top_and_worst_lift(z, weights, labels, fraction, response_words, floor, aim)
+        weights = choose_weights(logits, labels, fraction, response_words, floor, aim=aim, pick=pick, exclude=exclude)
+        top, worst = top_and_worst_lift(z, weights, labels, fraction, response_words, floor, aim, pick, exclude)
         ratio = float(np.median(response_words[top])) / pool_median
         key = (min(ratio, min_median_ratio), worst)
         if best is None or key > best[:2]:
@@ -369,7 +390,7 @@ def probe_stage(
     from curate.records.schema import empty_rejects
     from curate.run.progress import Progress
     from curate.stages.result import StageResult
-    from scorers.signals import SCALARS, signal_columns, signals
+    from scorers.signals import SCALARS, failed_checks, signal_columns, signals
 
     if INSTRUCTION not in records.columns or (records.height and records[INSTRUCTION].null_count() == records.height):
         raise CurateError("the quality probe scores instruction records (instruction, input, output)")
@@ -388,8 +409,11 @@ def probe_stage(
     columns = {column: pl.Series(1.0 / (1.0 + np.exp(-v)), dtype=pl.Float64) for column, v in logits.items()}
     standardized = {column: probes[column].standardized(v) for column, v in logits.items()}
     words = records[OUTPUT].fill_null("").str.count_matches(r"\S+").to_numpy()
+    failed = failed_checks(annotations)
     for spec in combine or []:
-        score = combined_score(standardized, spec.weights, words, spec.min_response_words, f"score.combine.{spec.name}")
+        where = f"score.combine.{spec.name}"
+        exclude = failed if getattr(spec, "exclude_failed_checks", False) else None
+        score = combined_score(standardized, spec.weights, words, spec.min_response_words, where, exclude)
         columns[spec.name] = pl.Series(score, dtype=pl.Float64, nan_to_null=True)
     if embedder is not None:
         tokens = embedder.token_lengths(records[OUTPUT].fill_null("").to_list()) if records.height else []

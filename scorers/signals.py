@@ -173,6 +173,27 @@ def signal_columns(records: pl.DataFrame, scalars: np.ndarray) -> pl.DataFrame:
     )
 
 
+# The value of each check's column that means the record fails it.
+FAILED = {
+    "refers_to_missing_input": 1,
+    "arithmetic_checked": -1,
+    "count_constraint": -1,
+    "choice_constraint": -1,
+    "code_parses": -1,
+    "rewrite_copy": 1,
+}
+
+
+def failed_checks(annotations: pl.DataFrame) -> np.ndarray:
+    """True where a record fails a label-free check (:func:`signal_columns`): a ``degenerate`` answer,
+    an instruction that names missing input, a rewrite that changes nothing, or an arithmetic, count,
+    choice or Python check that fails. A combined score with ``exclude_failed_checks`` ranks these last."""
+    failed = annotations["degenerate"].fill_null(False).to_numpy().copy()
+    for column, value in FAILED.items():
+        failed |= (annotations[column] == value).fill_null(False).to_numpy()
+    return failed
+
+
 def text_matrix(scalars: np.ndarray, hashed: Any, mean: np.ndarray, scale: np.ndarray) -> Any:
     """The probes' design matrix: standardized scalar signals, then the hashed response and prompt n-grams."""
     import scipy.sparse as sp

@@ -40,10 +40,23 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert (out / "annotations" / "near_dup.parquet").exists()
     quality = pl.read_parquet(out / "annotations" / "quality.parquet")
     assert {"quality_probe", "helpfulness_probe", "quality_score", "lima_score", "degenerate"} <= set(quality.columns)
-    # The 100 kept are the 100 best by the combined score (nulls, under the length floor, last; ties by id).
-    ranked = quality.sort(["quality_score", "id"], descending=[True, False], nulls_last=True)
-    best = ranked.head(100)["id"].sort().to_list()
-    assert sorted(pl.read_parquet(out / "data").get_column("id").to_list()) == best
+    # The 100 kept are the 100 best by the combined score (nulls, failed checks, last; ties by id) under the
+    # recipe's median guard: answers under 0.8 of the pool's median length fill at most (100 - 1) // 2 places,
+    # the best of them, and the longer ones the rest, best first.
+    kept = pl.read_parquet(out / "data")
+    dropped = pl.read_parquet(out / "rejects").filter(pl.col("stage") == "select")
+    pool = pl.concat([kept.select("id", "output"), dropped.select("id", "output")])
+    pool = pool.join(quality.select("id", "quality_score"), on="id").with_columns(
+        words=pl.col("output").str.count_matches(r"\S+"), kept=pl.col("id").is_in(kept["id"].to_list())
+    )
+    pool = pool.with_columns(short=pl.col("words") < 0.8 * pool["words"].median())
+    ranked = pool.sort(["quality_score", "id"], descending=[True, False], nulls_last=True)
+    short, long = ranked.filter(pl.col("short")), ranked.filter(~pl.col("short"))
+    assert kept.height == 100 and 0 < short["kept"].sum() <= 49
+    assert short["kept"].to_list() == sorted(short["kept"].to_list(), reverse=True)  # the best short ones
+    assert long["kept"].to_list() == sorted(long["kept"].to_list(), reverse=True)  # the best long ones
+    assert kept["output"].str.count_matches(r"\S+").median() >= 0.8 * pool["words"].median()
+    assert not quality.filter(pl.col("degenerate"))["quality_score"].is_not_null().any()
     # The LIMA-style selection is its own run directory, named in the main manifest, books complete.
     assert manifest["selections"] == {"lima-1k": "selections/lima-1k"}
     side = json.loads((out / "selections" / "lima-1k" / "manifest.json").read_text())
@@ -52,7 +65,7 @@ def test_curate_alpaca_flow_on_seed_tasks(tmp_path: Path, data_dir: Path) -> Non
     assert (out / "selections" / "lima-1k" / "README.md").exists()
     card = (out / "README.md").read_text()
     assert "### Quality scores and selection" in card and "`helpfulness_probe`" in card
-    assert "quality_probe 0.65, helpfulness_probe 0.35" in card and "the pool's" in card
+    assert "quality_probe 0.6, helpfulness_probe 0.4" in card and "median response kept at least 0.8" in card
 
 
 def test_select_lima_flow_scores_and_selects(tmp_path: Path, data_dir: Path) -> None:

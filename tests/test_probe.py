@@ -11,6 +11,7 @@ import pytest
 
 from curate.errors import CurateError
 from curate.records.schema import conform
+from curate.selection.strategies import median_guarded
 from scorers.probe import (
     DEFAULT_PROBE,
     HELPFULNESS_PROBE,
@@ -21,8 +22,9 @@ from scorers.probe import (
     choose_weights_and_floor,
     combined_score,
     labelled_records,
+    top_and_worst_lift,
 )
-from scorers.signals import HASH_FEATURES, SCALARS, signals
+from scorers.signals import HASH_FEATURES, SCALARS, failed_checks, signals
 from tests.conftest import run_cli
 
 LABELS = "alpagasus/claude_judge_sample.jsonl"
@@ -97,10 +99,13 @@ def test_score_annotates_every_record(tmp_path: Path, data_dir: Path) -> None:
     assert scores["coherence"].is_between(0, 1).all() and (scores["response_tokens"] > 0).all()
     assert set(scores["arithmetic_checked"].unique().to_list()) <= {-1, 0, 1}
     assert scores["count_constraint"].dtype == pl.Int8 and (scores["count_constraint"] != 0).any()
-    # The combined score is null exactly where the response is under the floor (10 words for quality_score).
+    # The combined scores are null exactly where a label-free check fails and, for lima_score, where the
+    # response is under its 30-word floor (quality_score has none: the 9k's median guard keeps its length).
     joined = scores.join(pl.read_parquet(out / "data").select("id", "output"), on="id")
-    short = joined["output"].str.count_matches(r"\S+") < 10
-    assert (joined["quality_score"].is_null() == short).all()
+    failed = pl.Series(failed_checks(joined))
+    assert failed.any() and (joined["quality_score"].is_null() == failed).all()
+    short = joined["output"].str.count_matches(r"\S+") < 30
+    assert (joined["lima_score"].is_null() == (short | failed)).all()
     top = tmp_path / "top"
     run_cli("select", str(out), "--strategy", "top_k", "--by", "quality_probe", "--n", "20", "--out", str(top))
     assert json.loads((top / "manifest.json").read_text())["stages"][-1]["kept"] == 20
@@ -191,3 +196,52 @@ def test_recipe_combine_naming_a_missing_column_is_one_line(tmp_path: Path) -> N
     recipe.write_text("score:\n  combine:\n    - {name: s, weights: {quality_probe: 1, nope: 1}}\n")
     with pytest.raises(CurateError, match=r"recipe.yaml: score.combine: .*'s' weights nope: no such probe column"):
         load_recipe(recipe)
+
+
+def test_failed_checks_are_ranked_last_by_a_combined_score() -> None:
+    from scorers.signals import signal_columns
+
+    rows = {"id": ["a", "b", "c", "d"], "source_id": ["0", "1", "2", "3"], "kind": ["instruction"] * 4}
+    records = conform(
+        pl.DataFrame(
+            {
+                **rows,
+                "instruction": [
+                    "What is 2 + 3?",
+                    "What is 2 + 3?",
+                    "Explain why the sky is blue.",
+                    "Summarize the following article.",
+                ],
+                "input": ["", "", "", ""],
+                "output": ["5", "6", "Blue.", "The article says that prices rose in the spring for three reasons."],
+            }
+        ).with_columns(text=pl.col("instruction"))
+    )
+    scalars, _ = signals(records)
+    failed = failed_checks(signal_columns(records, scalars))
+    # b: wrong arithmetic; c: a bare word where an explanation is asked for; d: names an article that is not there.
+    assert failed.tolist() == [False, True, True, True]
+    z = {"quality_probe": np.array([0.0, 3.0, 2.0, 1.0])}
+    score = combined_score(z, {"quality_probe": 1.0}, np.array([1, 1, 1, 12]), exclude=failed)
+    assert score[0] == 0.0 and np.isnan(score[1:]).all()
+
+
+def test_choose_weights_under_the_median_guard_keeps_short_answers_a_floor_would_drop() -> None:
+    # Judge a likes the short answers 0-1, judge b the long 2-3. A floor high enough for the pool's median drops
+    # 0-1 and starves judge a; the median guard keeps one short answer of a top 3 ((3 - 1) // 2 = 1).
+    words = np.array([2, 2, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30])
+    a = np.array([3.0, 3.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    b = np.array([0.0, 0.0, 3.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    ya = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    yb = np.array([0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    logits, labels = {"a": a, "b": b}, {"a": ya, "b": yb}
+
+    def guarded(order: np.ndarray, rows_words: np.ndarray, n: int) -> np.ndarray:
+        return median_guarded(order, rows_words, n, 0.75)
+
+    weights, floor = choose_weights_and_floor(logits, labels, 3 / 12, words, floors=(0, 3), pick=guarded)
+    z = {k: (v - v.mean()) / v.std() for k, v in logits.items()}
+    top, worst = top_and_worst_lift(z, weights, labels, 3 / 12, words, floor, None, guarded)
+    assert worst > 0 and sorted(words[top].tolist()) == [2, 30, 30]
+    _, floor = choose_weights_and_floor(logits, labels, 3 / 12, words, floors=(0, 3))
+    assert floor == 3  # unguarded, only the floor keeps the median, and judge a gets nothing

@@ -142,6 +142,28 @@ def test_degenerate_selection_is_warned_about() -> None:
     assert "warning" not in long.stats and "warning" not in long.stats["report"]
 
 
+def test_median_guard_keeps_the_best_short_answers_and_the_median() -> None:
+    # The pool's median response is 6 words; the score likes the one-word answers best. Unguarded, the top 5
+    # is four one-word answers (median 1). Guarded at 0.5 (answers under 3 words at most (5 - 1) // 2 = 2),
+    # the two best short answers stay and the three best long ones fill the rest, in score order.
+    outputs = ["yes", "no", "7", "maybe", "a b c d e f", "a b c d e f g", "a b c d e f g h", "a b c d e f g h i j"]
+    frame = records(outputs)
+    brevity = pl.DataFrame({"id": frame["id"], "s": [1.0, 0.9, 0.8, 0.7, 0.4, 0.3, 0.2, 0.1]})
+    plain = select(frame, SelectParams("top_k", n=5, by="s"), brevity)
+    assert plain.kept["id"].to_list() == ["r0", "r1", "r2", "r3", "r4"]
+    guarded = select(frame, SelectParams("top_k", n=5, by="s", min_median_ratio=0.5), brevity)
+    guarded.check()
+    assert guarded.kept["id"].to_list() == ["r0", "r1", "r4", "r5", "r6"]
+    assert guarded.stats["report"]["response_words"]["selected"]["p50"] >= 0.5 * 6
+    # When the long answers run out, the best passed-over short ones fill the count.
+    few_long = select(frame, SelectParams("top_k", n=7, by="s", min_median_ratio=0.5), brevity)
+    assert few_long.kept.height == 7 and "r3" not in few_long.kept["id"].to_list()
+    with pytest.raises(CurateError, match=r"--min-median-ratio \(a fraction in \(0, 1\]\) is for --strategy top_k"):
+        SelectParams("random", n=2, min_median_ratio=0.5)
+    with pytest.raises(CurateError, match="--min-median-ratio"):
+        SelectParams("top_k", n=2, by="s", min_median_ratio=1.5)
+
+
 def test_kcenter_among_candidates_needs_only_their_vectors() -> None:
     frame = records(["a", "b", "c", "d", "e", "f"])
     scores = pl.DataFrame({"id": frame["id"], "s": [0.9, 0.8, 0.7, 0.6, 0.1, 0.2]})

@@ -67,6 +67,7 @@ def cmd_select(args: argparse.Namespace) -> None:
         stratify=args.stratify,
         quota=args.quota,
         candidates=args.candidates,
+        min_median_ratio=args.min_median_ratio,
     )
     started = start(args, "select", {"select": params.as_dict()})
     if started is None:
@@ -225,6 +226,12 @@ def register(sub) -> None:
     g.add_argument("--stratify", metavar="COLUMN", help="split --n over this column's values (source, category, ...)")
     g.add_argument("--quota", default="proportional", choices=["proportional", "equal"], help="how --stratify splits")
     g.add_argument("--candidates", type=int, help="diverse/kcenter: choose among this many best by --by")
+    g.add_argument(
+        "--min-median-ratio",
+        type=float,
+        metavar="R",
+        help="top_k: keep the selection's median response at least R times the pool's (a length guard)",
+    )
     embedding_options(p)
     finish_stage_parser(p)
 

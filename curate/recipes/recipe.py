@@ -96,22 +96,35 @@ PROBE_COLUMNS = ("quality_probe", "helpfulness_probe")
 
 class CombineSpec(_Strict):
     """A combined score (see :func:`scorers.probe.combined_score`): ``sum_j w_j z_j`` over the probes'
-    standardized logits, null under ``min_response_words``. The weights are chosen by nested cross-validation
-    on the shared judge labels (``python benchmarks/quality.py`` prints them) and copied here."""
+    standardized logits, null under ``min_response_words`` and, with ``exclude_failed_checks``, where a
+    label-free check fails (:func:`scorers.signals.failed_checks`: degenerate answers, missing input,
+    wrong arithmetic, counts or choices, Python that does not parse, unchanged rewrites). The weights
+    are chosen by nested cross-validation on the shared judge labels (``python benchmarks/quality.py``
+    prints them) and copied here."""
 
     name: str
     weights: dict[str, float]
     min_response_words: int = 0
+    exclude_failed_checks: bool = False
 
 
 # The chosen weights (benchmarks/quality.py, nested 5-fold CV on the shared 20 % of both judges' labels):
-# the 9k maximizes the worse of the two judges' lifts in the top 17 %; the LIMA-style score the worse of
-# (accuracy lift, helpfulness lift / 2.5) among the 2,000 best (the candidates), answers of 30 words or more.
+# the 9k maximizes the worse of the two judges' lifts in its top 17 % under its median guard; the LIMA-style
+# score the worse of (accuracy lift, helpfulness lift / 2.5) among the 2,000 best (the candidates), answers
+# of 30 words or more. Both rank records that fail a label-free check last.
 DEFAULT_COMBINE = [
     CombineSpec(
-        name="quality_score", weights={"quality_probe": 0.65, "helpfulness_probe": 0.35}, min_response_words=10
+        name="quality_score",
+        weights={"quality_probe": 0.6, "helpfulness_probe": 0.4},
+        min_response_words=0,
+        exclude_failed_checks=True,
     ),
-    CombineSpec(name="lima_score", weights={"quality_probe": 0.55, "helpfulness_probe": 0.45}, min_response_words=30),
+    CombineSpec(
+        name="lima_score",
+        weights={"quality_probe": 0.55, "helpfulness_probe": 0.45},
+        min_response_words=30,
+        exclude_failed_checks=True,
+    ),
 ]
 
 

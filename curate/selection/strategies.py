@@ -6,7 +6,9 @@ rejected as ``not_selected`` with its rank and score in ``detail``, so a selecti
 run directory, card and all.
 
 * ``threshold``: score at or above ``min`` (AlpaGasus keeps ratings >= 4.5).
-* ``top_k``: the ``n`` best by score.
+* ``top_k``: the ``n`` best by score; with ``min_median_ratio``, the best ``n`` whose median response
+  is at least that fraction of the pool's (:func:`median_guarded`): a length guard that keeps a short
+  answer the score likes instead of a length floor that drops every short answer.
 * ``random``: ``n`` records by a seeded hash of their id (the same size control for ablations).
 * ``longest``: the ``n`` longest responses, in words (the "Long Is More" baseline).
 * ``diverse``: DEITA-style: best score first, skipping any record within ``max_cosine`` of one
@@ -58,6 +60,8 @@ class SelectParams:
     candidates: ``diverse`` and ``kcenter`` choose among this many best by score (None: all), so
         diversity spreads the choice over good records instead of reaching for outliers; only
         the candidates need embeddings.
+    min_median_ratio: ``top_k`` keeps the selection's median response (words) at or above this
+        fraction of the pool's median (None: no guard; see :func:`median_guarded`).
     """
 
     strategy: Strategy = "top_k"
@@ -69,6 +73,7 @@ class SelectParams:
     stratify: str | None = None
     quota: Literal["proportional", "equal"] = "proportional"
     candidates: int | None = None
+    min_median_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -83,6 +88,8 @@ class SelectParams:
             raise CurateError(f"unknown quota {self.quota!r}: proportional or equal")
         if self.candidates is not None and (self.strategy not in NEEDS_VECTORS or self.candidates < 1):
             raise CurateError("--candidates (a count, 1 or more) is for --strategy diverse or kcenter")
+        if self.min_median_ratio is not None and (self.strategy != "top_k" or not 0 < self.min_median_ratio <= 1):
+            raise CurateError("--min-median-ratio (a fraction in (0, 1]) is for --strategy top_k")
         if self.stratify is not None and self.strategy == "threshold":
             raise CurateError("--stratify needs a count (--n); a threshold has no quotas")
 
@@ -114,6 +121,25 @@ def _ranked(records: pl.DataFrame, score: pl.Series) -> np.ndarray:
     """Positions by score, best first; ties (and nulls, last) by id."""
     frame = pl.DataFrame({"i": np.arange(records.height), "s": score.cast(pl.Float64), "id": records[ID]})
     return frame.sort(["s", "id"], descending=[True, False], nulls_last=True)["i"].to_numpy()
+
+
+def median_guarded(order: np.ndarray, words: np.ndarray, n: int, min_median_ratio: float) -> np.ndarray:
+    """The first ``n`` of ``order`` (positions, best first) with at most ``(n - 1) // 2`` responses
+    shorter than ``min_median_ratio`` times the median of ``words`` (every record's response words), so
+    the selection's median is at least that: shorter answers past the cap are passed over, and taken
+    back (best first) only if the longer ones run out.
+
+    A floor would drop every short answer, the right ones with the wrong; the guard lets the score
+    keep the short answers it likes best and fills the rest with long ones."""
+    n = min(n, len(order))
+    if n == 0:
+        return order[:0]
+    short = words[order] < min_median_ratio * float(np.median(words))
+    taken = ~short | (np.cumsum(short) <= (n - 1) // 2)
+    chosen = order[taken][:n]
+    if len(chosen) < n:
+        chosen = np.concatenate([chosen, order[~taken][: n - len(chosen)]])
+    return chosen
 
 
 def diverse_pick(order: np.ndarray, vectors: np.ndarray, n: int, max_cosine: float) -> np.ndarray:
@@ -193,6 +219,8 @@ def _pick(params: SelectParams, records: pl.DataFrame, score, vectors, n: int) -
         order = seeded_order(records[ID], params.seed)
         return order[:n], order
     order = _ranked(records, score)
+    if params.strategy == "top_k" and params.min_median_ratio is not None:
+        return median_guarded(order, response_words(records).to_numpy(), n, params.min_median_ratio), order
     if params.strategy in ("top_k", "longest"):
         return order[:n], order
     pool = order[: params.candidates] if params.candidates else order
