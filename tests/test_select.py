@@ -155,6 +155,9 @@ def test_median_guard_keeps_the_best_short_answers_and_the_median() -> None:
     guarded.check()
     assert guarded.kept["id"].to_list() == ["r0", "r1", "r4", "r5", "r6"]
     assert guarded.stats["report"]["response_words"]["selected"]["p50"] >= 0.5 * 6
+    details = dict(zip(guarded.rejects["id"].to_list(), guarded.rejects["detail"].to_list(), strict=True))
+    assert details["r2"] == "rank 3 under top_k, passed over by the median guard"
+    assert details["r7"] == "rank 8 under top_k"
     # When the long answers run out, the best passed-over short ones fill the count.
     few_long = select(frame, SelectParams("top_k", n=7, by="s", min_median_ratio=0.5), brevity)
     assert few_long.kept.height == 7 and "r3" not in few_long.kept["id"].to_list()

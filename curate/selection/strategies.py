@@ -61,7 +61,8 @@ class SelectParams:
         diversity spreads the choice over good records instead of reaching for outliers; only
         the candidates need embeddings.
     min_median_ratio: ``top_k`` keeps the selection's median response (words) at or above this
-        fraction of the pool's median (None: no guard; see :func:`median_guarded`).
+        fraction of the pool's median (of each group's, when stratified; None: no guard; see
+        :func:`median_guarded`). A record it passes over is rejected with that said in its detail.
     """
 
     strategy: Strategy = "top_k"
@@ -299,7 +300,11 @@ def select(
         }
     )
     dropped = records.filter(~mask).with_columns(annotations.filter(~mask)["select_rank"].alias("_rank"))
-    rejects = rejects_from(dropped, STAGE, REASON, detail=pl.format(f"rank {{}} under {params.strategy}", "_rank"))
+    detail = pl.format(f"rank {{}} under {params.strategy}", "_rank")
+    if params.min_median_ratio is not None and params.stratify is None:
+        guarded = pl.format("rank {} under top_k, passed over by the median guard", "_rank")
+        detail = pl.when(pl.col("_rank") <= n).then(guarded).otherwise(detail)
+    rejects = rejects_from(dropped, STAGE, REASON, detail=detail)
     # The chosen records keep their input order (shards stay comparable with the input).
     result = StageResult(STAGE, params.as_dict(), records.height, records.filter(mask), rejects, annotations)
     result.stats = {"selected": int(keep.sum())}
