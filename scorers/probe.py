@@ -15,9 +15,10 @@ retrains it bit for bit on the same machine.
 The **combined score** (:func:`combined_score`) ranks records for a selection by a weighted sum
 of the probes' standardized logits, ``sum_j w_j (logit_j - mean_j) / std_j`` (mean and std of each
 probe's logit over its training rows, so the score does not depend on the pool), null (ranked
-last) where the response has fewer than ``min_response_words`` words. The weights are recipe
+last) where the response has fewer than ``min_response_words`` words and, for a recipe entry with
+``exclude_failed_checks``, where the record fails a label-free check. The weights are recipe
 parameters, chosen by :func:`choose_weights` on cross-validated logits, never on the rows a
-selection is scored on.
+selection is scored on, with the top taken as the selection takes it (the 9k's median guard).
 """
 
 from __future__ import annotations
