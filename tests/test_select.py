@@ -158,9 +158,12 @@ def test_median_guard_keeps_the_best_short_answers_and_the_median() -> None:
     details = dict(zip(guarded.rejects["id"].to_list(), guarded.rejects["detail"].to_list(), strict=True))
     assert details["r2"] == "rank 3 under top_k, passed over by the median guard"
     assert details["r7"] == "rank 8 under top_k"
-    # When the long answers run out, the best passed-over short ones fill the count.
-    few_long = select(frame, SelectParams("top_k", n=7, by="s", min_median_ratio=0.5), brevity)
-    assert few_long.kept.height == 7 and "r3" not in few_long.kept["id"].to_list()
+    # n 7: three short answers at most, the fourth (r3) passed over though the long ones run out exactly.
+    capped = select(frame, SelectParams("top_k", n=7, by="s", min_median_ratio=0.5), brevity)
+    assert capped.kept.height == 7 and "r3" not in capped.kept["id"].to_list()
+    # n 8: when the long answers run out, the best passed-over short ones fill the count.
+    few_long = select(frame, SelectParams("top_k", n=8, by="s", min_median_ratio=0.5), brevity)
+    assert few_long.kept.height == 8 and "r3" in few_long.kept["id"].to_list()
     with pytest.raises(CurateError, match=r"--min-median-ratio \(a fraction in \(0, 1\]\) is for --strategy top_k"):
         SelectParams("random", n=2, min_median_ratio=0.5)
     with pytest.raises(CurateError, match="--min-median-ratio"):
