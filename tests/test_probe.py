@@ -24,7 +24,7 @@ from scorers.probe import (
     labelled_records,
     top_and_worst_lift,
 )
-from scorers.signals import HASH_FEATURES, SCALARS, failed_checks, signals
+from scorers.signals import HASH_FEATURES, SCALARS, failed_checks, signal_columns, signals
 from tests.conftest import run_cli
 
 LABELS = "alpagasus/claude_judge_sample.jsonl"
@@ -199,8 +199,6 @@ def test_recipe_combine_naming_a_missing_column_is_one_line(tmp_path: Path) -> N
 
 
 def test_failed_checks_are_ranked_last_by_a_combined_score() -> None:
-    from scorers.signals import signal_columns
-
     rows = {"id": ["a", "b", "c", "d"], "source_id": ["0", "1", "2", "3"], "kind": ["instruction"] * 4}
     records = conform(
         pl.DataFrame(
